@@ -5,6 +5,8 @@ from typing import Callable
 
 import flax.linen as nn
 
+from zoo.errors import UserError
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -33,7 +35,7 @@ def _lookup(name: str):
   if name not in _MODELS:
     close = difflib.get_close_matches(name, _MODELS, n=3)
     hint = f' Did you mean {", ".join(close)}?' if close else ''
-    raise ValueError(f'Unknown model {name!r}.{hint} Available models: {", ".join(list_models())}')
+    raise UserError(f'Unknown model {name!r}.{hint} Available models: {", ".join(list_models())}')
   return _MODELS[name]
 
 
@@ -43,7 +45,7 @@ def create_model(name: str, **overrides) -> nn.Module:
   valid = model_fields(name)
   bad = sorted(set(overrides) - set(valid))
   if bad:
-    raise ValueError(f'Model {name!r} does not accept {", ".join(bad)}. Valid overrides: {", ".join(valid)}')
+    raise UserError(f'Model {name!r} does not accept {", ".join(bad)}. Valid overrides: {", ".join(valid)}')
   model = module_cls(**{**defaults, **overrides})
   check = getattr(model, 'check_config', None)
   if check is not None:

@@ -1,0 +1,1 @@
+"""Experiment configs: `--config=configs/<file>.py[:<arg>]`, each file's `get_config(arg)` returns a ConfigDict."""

@@ -1,0 +1,56 @@
+"""Defaults shared by every classification config; each experiment file overrides what it changes."""
+import ml_collections
+
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+def classification() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.task = 'classification'
+  c.model = 'resnetrs50'
+  c.model_kwargs = ml_collections.ConfigDict()
+
+  c.dataset = 'imagenet2012'
+  c.data_dir = ml_collections.FieldReference(None, field_type=str)
+  c.train_split = 'train'
+  c.eval_split = 'validation'
+  c.input = ml_collections.ConfigDict(dict(
+      image_size=224,
+      eval_image_size=0,  # 0: same as image_size
+      channels=3,
+      crop_pct=0.875,  # eval: resize to image_size / crop_pct, centre crop
+      area_range=(0.08, 1.0),  # Inception crop
+      flip=True,
+      randaugment_layers=2,
+      randaugment_magnitude=10,
+      randaugment_magnitude_std=0.0,
+      randaugment_ops=(),  # () = all of RandAugment's operations
+      mean=IMAGENET_MEAN,
+      std=IMAGENET_STD,
+      shuffle_buffer=16_384,
+  ))
+
+  c.batch_size = 256  # global, over all devices and hosts
+  c.num_epochs = 90.0
+  c.num_train_steps = -1  # > 0 overrides num_epochs
+  c.optimizer = 'sgd'
+  c.learning_rate = 0.1  # per 256 examples; the peak is learning_rate * batch_size / 256
+  c.end_learning_rate = 0.0
+  c.warmup_epochs = 5.0
+  c.momentum = 0.9
+  c.nesterov = True
+  c.adam_b1 = 0.9
+  c.adam_b2 = 0.999
+  c.weight_decay = 4e-5
+  c.label_smoothing = 0.1
+  c.ema_decay = 0.9999
+
+  c.parallelism = 'pmap'  # or 'shard_map'
+  c.seed = 0
+  c.log_every_steps = 100
+  c.eval_every_steps = 5000
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.profile = False
+  return c

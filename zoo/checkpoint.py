@@ -1,0 +1,52 @@
+"""Orbax checkpoints of the zoo: one layout for training, evaluation and converted weights.
+
+A workdir holds `checkpoints/<step>/{state,config}`: `state` is the train state as a plain nested dict
+(`flax.serialization.to_state_dict`), `config` the ml_collections config as JSON. Converted pretrained weights use
+the same layout with only `params` / `batch_stats`, so `eval.py` reads both.
+"""
+import os
+
+import orbax.checkpoint as ocp
+from etils import epath
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+
+
+def manager(workdir: str, *, max_to_keep: int | None = 3, async_save: bool = True,
+            read_only: bool = False) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=async_save,
+                                         create=not read_only, read_only=read_only)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_names=('state', 'config'))
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: dict, config: dict) -> None:
+  """Saves `state` (a nested dict of arrays) and `config` (JSON-able dict); asynchronous if the manager is."""
+  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)),
+            force=True)
+
+
+def restore_state(mngr: ocp.CheckpointManager, step: int, target: dict | None = None) -> dict:
+  """Restores the state of `step`, onto `target`'s structure (for resuming) or as saved (for evaluation)."""
+  restore = ocp.args.StandardRestore(target) if target is not None else ocp.args.StandardRestore()
+  return mngr.restore(step, args=ocp.args.Composite(state=restore))['state']
+
+
+def restore_config(mngr: ocp.CheckpointManager, step: int) -> dict:
+  return mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
+
+
+def save_pretrained(out_dir: str, variables: dict, config: dict) -> str:
+  """Writes converted variables ({'params', 'batch_stats'}) as a step-0 checkpoint that `eval.py` evaluates.
+
+  Refuses a directory that already holds checkpoints: nothing the user had is overwritten.
+  """
+  ckpt = epath.Path(checkpoint_dir(out_dir))
+  if ckpt.exists() and any(ckpt.iterdir()):
+    raise FileExistsError(f'{ckpt} already holds checkpoints; choose another --out directory')
+  mngr = manager(out_dir, async_save=False)
+  save(mngr, 0, dict(variables), config)
+  mngr.wait_until_finished()
+  mngr.close()
+  return str(ckpt)

@@ -1,0 +1,1 @@
+"""Input pipelines (TFDS + tf.data) and the datasets that ship offline."""

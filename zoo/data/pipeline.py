@@ -1,0 +1,130 @@
+"""tf.data input for image classification: any TFDS dataset by name, or a folder of images.
+
+Determinism is by construction: the example order comes from a seeded shuffle of the host's shard, and every random
+augmentation is stateless, seeded by (seed, host, position in the stream). Resuming at step k therefore skips
+k * local_batch encoded records (no decoding) and continues with exactly the batches an uninterrupted run reads.
+"""
+import math
+import os
+
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from zoo.data import augment
+from zoo.errors import UserError
+from zoo.data import mnist5k  # noqa: F401  (registers the offline dataset with TFDS)
+
+# Builders that need no download: prepared on first use.
+OFFLINE_DATASETS = {'mnist5k'}
+IMAGE_FOLDER = 'image_folder'
+
+
+class DatasetError(UserError):
+  """A dataset that cannot be read as configured; the message says how to fix it."""
+
+
+def get_builder(name: str, data_dir: str | None):
+  """Returns a prepared TFDS builder, or raises DatasetError with the command that prepares it."""
+  if name == IMAGE_FOLDER:
+    if not data_dir or not os.path.isdir(data_dir):
+      raise DatasetError(f'image_folder needs --config.data_dir=ROOT with ROOT/<split>/<class>/<image>; '
+                         f'{data_dir!r} is not a directory')
+    return tfds.folder_dataset.ImageFolder(data_dir)
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise DatasetError(f'Unknown TFDS dataset {name!r}; see `tfds.list_builders()` or use dataset=image_folder') from None
+  if not builder.is_prepared():
+    if name in OFFLINE_DATASETS:
+      builder.download_and_prepare()
+    else:
+      raise DatasetError(
+          f'Dataset {name!r} is not prepared in {builder.data_dir}: run `tfds build {name} --data_dir=DIR` and pass '
+          f'--config.data_dir=DIR (imagenet2012 needs its tar files in DIR/downloads/manual first)')
+  return builder
+
+
+def split_size(builder, split: str) -> int:
+  try:
+    return builder.info.splits[split].num_examples
+  except (KeyError, ValueError):
+    raise DatasetError(f'Dataset {builder.name!r} has no split {split!r}; splits: {sorted(builder.info.splits)}') from None
+
+
+def num_classes(builder) -> int:
+  return builder.info.features['label'].num_classes
+
+
+def _read(builder, split: str) -> tf.data.Dataset:
+  """This host's shard of `split`, in file order, images left encoded."""
+  host_split = tfds.split_for_jax_process(split)
+  options = tfds.ReadConfig(shuffle_seed=0, interleave_cycle_length=1)
+  return builder.as_dataset(split=host_split, shuffle_files=False, read_config=options,
+                            decoders={'image': tfds.decode.SkipDecoding()})
+
+
+def _to_uint8(x):
+  return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+
+
+def train_dataset(builder, cfg, local_batch: int, seed: int, start_step: int = 0) -> tf.data.Dataset:
+  """Endless, shuffled, augmented batches of this host; starts at global step `start_step`."""
+  inp = cfg.input
+  n = split_size(builder, tfds.split_for_jax_process(cfg.train_split))
+  if n < local_batch:
+    raise DatasetError(f'split {cfg.train_split!r} has {n} examples on this host, fewer than one batch ({local_batch})')
+  host_seed = tf.constant([seed, jax.process_index()], tf.int64)
+  ds = _read(builder, cfg.train_split)
+  ds = ds.shuffle(min(n, inp.shuffle_buffer), seed=seed, reshuffle_each_iteration=True).repeat()
+  ds = ds.enumerate().skip(start_step * local_batch)
+  mean, std = inp.mean, inp.std
+
+  def preprocess(index, example):
+    seeds = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(host_seed, index), 3)
+    image = augment.decode_and_inception_crop(example['image'], seeds[0], inp.image_size, channels=inp.channels,
+                                              area_range=tuple(inp.area_range))
+    if inp.flip:
+      image = augment.random_flip(image, seeds[1])
+    if inp.randaugment_layers > 0:
+      image = tf.cast(augment.rand_augment(_to_uint8(image), seeds[2], inp.randaugment_layers,
+                                           inp.randaugment_magnitude, inp.randaugment_magnitude_std,
+                                           ops=tuple(inp.randaugment_ops) or None), tf.float32)
+    return {'image': augment.normalize(image, mean, std), 'label': tf.cast(example['label'], tf.int32)}
+
+  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_steps(builder, split: str, local_batch: int) -> int:
+  """Steps that cover the largest host shard; every host runs the same number (collectives need it)."""
+  count = jax.process_count()
+  sizes = [split_size(builder, tfds.split_for_jax_process(split, process_index=p, process_count=count))
+           for p in range(count)]
+  return math.ceil(max(sizes) / local_batch)
+
+
+def eval_batches(builder, cfg, split: str, local_batch: int, image_size: int | None = None):
+  """Yields numpy batches {'image', 'label', 'mask'}; the last is zero-padded and masked, never dropped."""
+  inp = cfg.input
+  size = image_size or inp.eval_image_size or inp.image_size
+
+  def preprocess(example):
+    image = tf.io.decode_image(example['image'], channels=inp.channels, expand_animations=False)
+    image = augment.resize_and_center_crop(image, size, inp.crop_pct)
+    return {'image': augment.normalize(image, inp.mean, inp.std), 'label': tf.cast(example['label'], tf.int32)}
+
+  ds = _read(builder, split).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.batch(local_batch).prefetch(tf.data.AUTOTUNE)
+  steps = eval_steps(builder, split, local_batch)
+  empty = {'image': np.zeros((local_batch, size, size, inp.channels), np.float32),
+           'label': np.zeros((local_batch,), np.int32)}
+  it = iter(tfds.as_numpy(ds))
+  for _ in range(steps):
+    batch = next(it, None) or {k: v[:0] for k, v in empty.items()}
+    valid = len(batch['label'])
+    pad = local_batch - valid
+    yield {'image': np.concatenate([batch['image'], empty['image'][:pad]]),
+           'label': np.concatenate([batch['label'], empty['label'][:pad]]),
+           'mask': np.concatenate([np.ones(valid, np.float32), np.zeros(pad, np.float32)])}

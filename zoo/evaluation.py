@@ -1,0 +1,34 @@
+"""Evaluation of a saved checkpoint (EMA or raw weights, at any resolution)."""
+import os
+
+import jax
+from absl import logging
+
+from zoo import checkpoint
+from zoo.errors import UserError
+from zoo.parallel import DataParallel, check_batch_size
+from zoo.tasks import get_task
+from zoo.trainer import evaluate
+
+
+def evaluate_checkpoint(config, workdir: str, *, use_ema: bool = True, image_size: int | None = None,
+                        step: int | None = None) -> dict:
+  """Returns the eval metrics of `workdir`'s checkpoint at `step` (default: the latest), plus 'step'."""
+  if not os.path.isdir(checkpoint.checkpoint_dir(workdir)):
+    raise UserError(f'no checkpoints in {workdir}: train there first (train.py) or convert weights '
+                    '(python -m zoo.convert)')
+  dp = DataParallel(config.parallelism)
+  local_batch = check_batch_size(config.batch_size)
+  task = get_task(config)
+  mngr = checkpoint.manager(workdir, read_only=True)
+  steps = mngr.all_steps()
+  if not steps or (step is not None and step not in steps):
+    raise UserError(f'checkpoint step {step} not in {workdir} (available: {sorted(steps)})')
+  step = max(steps) if step is None else step
+  state = checkpoint.restore_state(mngr, step)
+  prefix = 'ema_' if use_ema and 'ema_params' in state else ''
+  if use_ema and not prefix:
+    logging.warning('checkpoint has no EMA weights (converted weights?): evaluating its raw weights')
+  variables = {'params': state[prefix + 'params'], 'batch_stats': state.get(prefix + 'batch_stats', {})}
+  metrics = evaluate(task, dp, dp.put_state(jax.device_get(variables)), local_batch, image_size)
+  return {**metrics, 'step': int(step), 'ema': bool(prefix)}

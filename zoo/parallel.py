@@ -1,0 +1,86 @@
+"""Runs one per-device step function (collectives over `axis_name='batch'`) data-parallel.
+
+Two equivalent back-ends: `jax.pmap` (the default; state carries a leading device axis) and `jax.jit` of
+`jax.shard_map` over a one-axis Mesh (state replicated as global arrays). The step function is the same for both.
+"""
+import collections
+
+import flax.jax_utils
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from zoo.errors import UserError
+
+AXIS = 'batch'
+MODES = ('pmap', 'shard_map')
+
+
+class DataParallel:
+  """Places state and batches on the local devices and compiles per-device functions for one back-end."""
+
+  def __init__(self, mode: str = 'pmap'):
+    if mode not in MODES:
+      raise UserError(f'parallelism must be one of {MODES}, got {mode!r}')
+    self.mode = mode
+    self.local_devices = jax.local_devices()
+    self.mesh = Mesh(np.asarray(jax.devices()), (AXIS,))
+
+  @property
+  def num_devices(self) -> int:
+    return jax.device_count()
+
+  def compile(self, fn, num_sharded: int, num_replicated: int = 0, donate_state: bool = True):
+    """fn(state, *sharded_batches, *replicated_args) -> (state-like, metrics) or metrics, per device."""
+    donate = (0,) if donate_state else ()
+    if self.mode == 'pmap':
+      in_axes = (0,) + (0,) * num_sharded + (None,) * num_replicated
+      return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, donate_argnums=donate)
+    in_specs = (P(),) + (P(AXIS),) * num_sharded + (P(),) * num_replicated
+    mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=P())
+    return jax.jit(mapped, donate_argnums=donate)
+
+  def put_state(self, state):
+    """Copies a host (unreplicated) state onto every device."""
+    if self.mode == 'pmap':
+      return flax.jax_utils.replicate(state, self.local_devices)
+    return jax.device_put(state, NamedSharding(self.mesh, P()))
+
+  def get_state(self, state):
+    """The state as host numpy arrays, one copy."""
+    if self.mode == 'pmap':
+      state = flax.jax_utils.unreplicate(state)
+    return jax.device_get(state)
+
+  def get_metrics(self, metrics):
+    """Per-step metrics gathered across devices, one copy (still on device)."""
+    return flax.jax_utils.unreplicate(metrics) if self.mode == 'pmap' else metrics
+
+  def put_batch(self, batch: dict):
+    """Splits a host-local batch over the local devices."""
+    if self.mode == 'pmap':
+      n = len(self.local_devices)
+      return jax.tree.map(lambda x: jax.device_put_sharded(list(x.reshape((n, -1) + x.shape[1:])),
+                                                           self.local_devices), batch)
+    sharding = NamedSharding(self.mesh, P(AXIS))
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+  def prefetch(self, batches, size: int = 2):
+    """Keeps `size` batches in flight to the devices while the current step runs."""
+    queue = collections.deque()
+    for batch in batches:
+      queue.append(self.put_batch(batch))
+      if len(queue) > size:
+        yield queue.popleft()
+    while queue:
+      yield queue.popleft()
+
+
+def check_batch_size(global_batch: int) -> int:
+  """The per-host batch; fails with one line when the global batch does not split over the devices."""
+  devices, hosts = jax.device_count(), jax.process_count()
+  if global_batch <= 0 or global_batch % devices:
+    raise UserError(f'batch_size={global_batch} is not divisible by the number of devices ({devices})')
+  return global_batch // hosts
+
+

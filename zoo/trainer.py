@@ -1,0 +1,195 @@
+"""The zoo's data-parallel training loop (after flax examples/imagenet): one per-device step, any task.
+
+The task supplies the model, the input, the loss and the metrics; this module supplies the optimiser, the EMA,
+data parallelism (pmap or shard_map), checkpoints, logging and evaluation.
+"""
+import functools
+import json
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from absl import logging
+from clu import metric_writers, periodic_actions
+
+from zoo import checkpoint
+from zoo.errors import UserError
+from zoo.parallel import AXIS, DataParallel, check_batch_size
+from zoo.tasks import get_task
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  ema_params: Any
+  ema_batch_stats: Any
+
+
+def learning_rate_schedule(config, steps_per_epoch: int, total_steps: int):
+  """Linear warm-up to `learning_rate * batch / 256`, then cosine decay to `end_learning_rate`."""
+  peak = config.learning_rate * config.batch_size / 256
+  warmup = min(int(config.warmup_epochs * steps_per_epoch), max(total_steps - 1, 0))
+  return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, 1), config.end_learning_rate)
+
+
+def optimizer(config, schedule, decay_mask) -> optax.GradientTransformation:
+  """SGD with (Nesterov) momentum and L2 regularisation (the ResNet-RS recipe), or AdamW."""
+  if config.optimizer == 'sgd':
+    # L2 in the loss, as TF1: its gradient wd * w is added before momentum.
+    return optax.chain(optax.add_decayed_weights(config.weight_decay, decay_mask),
+                       optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov))
+  if config.optimizer == 'adamw':
+    return optax.adamw(schedule, b1=config.adam_b1, b2=config.adam_b2, weight_decay=config.weight_decay,
+                       mask=decay_mask)
+  raise UserError(f"optimizer must be 'sgd' or 'adamw', got {config.optimizer!r}")
+
+
+def ema_decay(decay: float, step):
+  """TF's ExponentialMovingAverage with num_updates: the decay ramps up as min(decay, (1 + t) / (10 + t))."""
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def train_step(state: TrainState, batch, rng, *, task, tx, schedule, decay):
+  """One step on one device's share of the batch; gradients are averaged over the 'batch' axis."""
+  rng = jax.random.fold_in(jax.random.fold_in(rng, state.step), jax.lax.axis_index(AXIS))
+
+  def loss_fn(params):
+    return task.train_loss(params, state.batch_stats, batch, rng)
+
+  (loss, (batch_stats, outputs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads = jax.lax.pmean(grads, AXIS)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  d = ema_decay(decay, state.step)
+  new_state = state.replace(
+      step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+      ema_params=optax.incremental_update(params, state.ema_params, 1.0 - d),
+      ema_batch_stats=optax.incremental_update(batch_stats, state.ema_batch_stats, 1.0 - d))
+  metrics = task.TrainMetrics.gather_from_model_output(
+      axis_name=AXIS, loss=loss, learning_rate=schedule(state.step), grad_norm=optax.global_norm(grads), **outputs)
+  return new_state, metrics
+
+
+def eval_step(variables, batch, *, task):
+  outputs = task.eval_outputs(variables['params'], variables['batch_stats'], batch)
+  return task.EvalMetrics.gather_from_model_output(axis_name=AXIS, **outputs)
+
+
+def initial_state(task, tx, rng) -> TrainState:
+  variables = jax.jit(functools.partial(task.model.init, train=False))(rng, task.init_inputs())
+  params, batch_stats = variables['params'], variables.get('batch_stats', {})
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                    opt_state=tx.init(params), ema_params=params, ema_batch_stats=batch_stats)
+
+
+def total_steps(config, steps_per_epoch: int) -> int:
+  return config.num_train_steps if config.num_train_steps > 0 else int(config.num_epochs * steps_per_epoch)
+
+
+def _merge(metrics_list):
+  metrics_list = jax.device_get(metrics_list)
+  merged = functools.reduce(lambda a, b: a.merge(b), [m.reduce() for m in metrics_list])
+  return {k: float(v) for k, v in merged.compute().items()}
+
+
+def evaluate(task, dp: DataParallel, variables, local_batch: int, image_size: int | None = None) -> dict:
+  """Metrics over the whole eval split; `variables` are on the devices."""
+  step = dp.compile(functools.partial(eval_step, task=task), num_sharded=1, donate_state=False)
+  results = [dp.get_metrics(step(variables, batch))
+             for batch in dp.prefetch(task.eval_batches(local_batch, image_size))]
+  return _merge(results)
+
+
+def check_resume(mngr, config):
+  """Refuses to resume a workdir trained with another model: its checkpoints would not fit."""
+  step = mngr.latest_step()
+  if step is None:
+    return None
+  saved = checkpoint.restore_config(mngr, step)
+  for key in ('model', 'model_kwargs', 'task'):
+    if key in saved and json.loads(json.dumps(config.to_dict()[key])) != saved[key]:
+      raise UserError(f'workdir holds checkpoints of {key}={saved[key]!r}, not {config.to_dict()[key]!r}; '
+                       'use another --workdir')
+  return step
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final eval metrics."""
+  dp = DataParallel(config.parallelism)
+  local_batch = check_batch_size(config.batch_size)
+  task = get_task(config)
+  steps_per_epoch = max(task.steps_per_epoch, 1)
+  num_steps = total_steps(config, steps_per_epoch)
+  schedule = learning_rate_schedule(config, steps_per_epoch, num_steps)
+  tx = optimizer(config, schedule, task.weight_decay_mask)
+
+  mngr = checkpoint.manager(workdir, max_to_keep=config.keep_checkpoints)
+  start = check_resume(mngr, config)
+  state = initial_state(task, tx, jax.random.key(config.seed))
+  if start is not None:
+    target = flax.serialization.to_state_dict(jax.device_get(state))
+    state = flax.serialization.from_state_dict(state, checkpoint.restore_state(mngr, start, target))
+    logging.info('Resumed from %s at step %d', checkpoint.checkpoint_dir(workdir), start)
+  start = int(state.step)
+
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if start == 0:
+    writer.write_hparams({k: v for k, v in flatten(config.to_dict()).items()})
+  p_step = dp.compile(functools.partial(train_step, task=task, tx=tx, schedule=schedule, decay=config.ema_decay),
+                      num_sharded=1, num_replicated=1)
+  hooks = [periodic_actions.Profile(logdir=workdir, num_profile_steps=5)] if config.profile else []
+  state = dp.put_state(state)
+  rng = jax.random.key(config.seed + 1)
+  batches = dp.prefetch(task.train_batches(local_batch, start))
+  pending, t0, step0 = [], time.perf_counter(), start
+  eval_metrics = {}
+  for step in range(start + 1, num_steps + 1):
+    state, metrics = p_step(state, next(batches), rng)
+    pending.append(dp.get_metrics(metrics))
+    for hook in hooks:
+      hook(step)
+    if step % config.log_every_steps == 0 or step == num_steps:
+      train = _merge(pending)
+      dt = time.perf_counter() - t0
+      rate = (step - step0) / dt
+      train.update(steps_per_sec=rate, images_per_sec=rate * config.batch_size)
+      writer.write_scalars(step, {f'train/{k}': v for k, v in train.items()})
+      logging.info('step %d/%d  loss %.4f  top1 %.4f  lr %.4g  |  %.2f steps/s  %.1f img/s  ETA %s', step, num_steps,
+                   train['loss'], train['top1'], train['learning_rate'], rate, rate * config.batch_size,
+                   _eta((num_steps - step) / max(rate, 1e-9)))
+      pending, t0, step0 = [], time.perf_counter(), step
+    if step % config.eval_every_steps == 0 or step == num_steps:
+      variables = {'params': state.ema_params, 'batch_stats': state.ema_batch_stats}
+      eval_metrics = evaluate(task, dp, variables, local_batch)
+      writer.write_scalars(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
+      logging.info('eval (EMA) at step %d: %s', step, eval_metrics)
+      t0 = time.perf_counter()
+    if step % config.checkpoint_every_steps == 0 or step == num_steps:
+      host_state = flax.serialization.to_state_dict(dp.get_state(state))
+      checkpoint.save(mngr, step, host_state, config.to_dict())
+  mngr.wait_until_finished()
+  mngr.close()
+  writer.flush()
+  return eval_metrics
+
+
+def _eta(seconds: float) -> str:
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f'{h}:{m:02d}:{s:02d}'
+
+
+def flatten(d: dict, prefix: str = '') -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v if isinstance(v, (int, float, str, bool)) else str(v)
+  return out
