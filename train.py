@@ -7,6 +7,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from zoo.cli import parse_flags
 from zoo.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -29,4 +30,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

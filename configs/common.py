@@ -9,7 +9,7 @@ def classification() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.task = 'classification'
   c.model = 'resnetrs50'
-  c.model_kwargs = ml_collections.ConfigDict()
+  c.model_kwargs = ml_collections.ConfigDict(dict(dtype='float32'))  # computation dtype; params stay float32
 
   c.dataset = 'imagenet2012'
   c.data_dir = ml_collections.FieldReference(None, field_type=str)

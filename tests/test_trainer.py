@@ -1,0 +1,140 @@
+"""The training loop: schedule, weight decay, EMA, eval padding, data parallelism, resume."""
+import functools
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from tests.helpers import load_params, max_abs_diff, run_cli, tiny_config
+from zoo import trainer
+from zoo.tasks.classification import weight_decay_mask
+
+
+def test_learning_rate_schedule_values(tfds_dir):
+  c = tiny_config(tfds_dir, batch_size=512, learning_rate=0.1, warmup_epochs=5.0)
+  schedule = trainer.learning_rate_schedule(c, steps_per_epoch=10, total_steps=150)
+  peak = 0.1 * 512 / 256
+  np.testing.assert_allclose([schedule(0), schedule(25), schedule(50)], [0.0, peak / 2, peak], rtol=1e-6)
+  np.testing.assert_allclose(schedule(100), peak / 2, rtol=1e-5)  # half way through the cosine
+  np.testing.assert_allclose(schedule(150), 0.0, atol=1e-7)
+
+
+def test_weight_decay_excludes_batchnorm_and_biases():
+  import zoo
+  model = zoo.create_model('resnetrs50', stage_depths=(1, 1, 1, 1), width_multiplier=0.125, num_classes=10)
+  params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
+  mask = weight_decay_mask(params)
+  flat = {'/'.join(k.key for k in path): v for path, v in jax.tree_util.tree_leaves_with_path(mask)}
+  assert flat['stem/conv1/conv/kernel'] and flat['head/kernel'] and flat['stage1_block0/se/reduce/kernel']
+  assert not flat['stem/conv1/bn/scale'] and not flat['stem/conv1/bn/bias']
+  assert not flat['head/bias'] and not flat['stage1_block0/se/reduce/bias']
+  # The decayed gradient is wd * w on kernels and untouched elsewhere.
+  tx = optax.add_decayed_weights(0.5, mask)
+  ones = jax.tree.map(jnp.ones_like, jax.tree.map(lambda s: jnp.zeros(s.shape), params))
+  updates, _ = tx.update(jax.tree.map(jnp.zeros_like, ones), tx.init(ones), ones)
+  decayed = {'/'.join(k.key for k in p): float(v.ravel()[0]) for p, v in jax.tree_util.tree_leaves_with_path(updates)}
+  assert decayed['head/kernel'] == 0.5 and decayed['head/bias'] == 0.0 and decayed['stem/conv1/bn/scale'] == 0.0
+
+
+def test_ema_decay_ramps_like_tensorflow():
+  np.testing.assert_allclose(trainer.ema_decay(0.9999, 0.0), 0.1)
+  np.testing.assert_allclose(trainer.ema_decay(0.9999, 90.0), 0.91)
+  np.testing.assert_allclose(trainer.ema_decay(0.9999, 1e7), 0.9999)
+
+
+def test_ema_tracks_params_and_batch_stats(tfds_dir, tmp_path):
+  c = tiny_config(tfds_dir, num_train_steps=1, checkpoint_every_steps=1, keep_checkpoints=5)
+  workdir = str(tmp_path / 'w')
+  trainer.train_and_evaluate(c, workdir)
+  from zoo import checkpoint
+  mngr = checkpoint.manager(workdir, read_only=True)
+  state = checkpoint.restore_state(mngr, 1)
+  # Initial parameters: a fresh init with the same seed.
+  from zoo.tasks import get_task
+  task = get_task(c)
+  init = task.model.init(jax.random.key(c.seed), task.init_inputs(), train=False)
+  d = 0.1  # min(0.99, (1 + 0) / (10 + 0)) at the first step
+  for kind, ema in (('params', 'ema_params'), ('batch_stats', 'ema_batch_stats')):
+    expected = jax.tree.map(lambda old, new: d * old + (1 - d) * new, init[kind], state[kind])
+    assert max_abs_diff(expected, state[ema]) < 1e-6
+  assert max_abs_diff(init['params'], state['params']) > 1e-4  # the step did move the weights
+
+
+def test_eval_pads_the_last_batch_and_counts_every_example(tfds_dir):
+  from zoo.data import pipeline
+  c = tiny_config(tfds_dir)
+  builder = pipeline.get_builder(c.dataset, c.data_dir)
+  batches = list(pipeline.eval_batches(builder, c, 'test', 96))
+  assert len(batches) == 11  # ceil(1000 / 96)
+  assert sum(b['mask'].sum() for b in batches) == 1000
+  assert batches[-1]['mask'].sum() == 1000 - 10 * 96 and batches[-1]['image'].shape[0] == 96
+  labels = np.concatenate([b['label'][b['mask'] > 0] for b in batches])
+  assert np.bincount(labels).tolist() == [99, 106, 102, 92, 82, 117, 89, 107, 105, 101]
+
+
+def test_eval_metrics_equal_direct_computation(tfds_dir):
+  """Top-1 over 1,000 examples on 8 devices with a padded last batch equals the plain count."""
+  from zoo.data import pipeline
+  from zoo.parallel import DataParallel
+  from zoo.tasks import get_task
+  c = tiny_config(tfds_dir, batch_size=96 * 8 // 8)
+  task = get_task(c)
+  variables = task.model.init(jax.random.key(3), task.init_inputs(), train=False)
+  dp = DataParallel('pmap')
+  metrics = trainer.evaluate(task, dp, dp.put_state(variables), c.batch_size)
+  batches = list(pipeline.eval_batches(task.builder, c, 'test', 1000))
+  logits = task.model.apply(variables, batches[0]['image'], train=False)
+  labels = batches[0]['label']
+  np.testing.assert_allclose(metrics['top1'], np.mean(np.argmax(logits, -1) == labels), atol=1e-6)
+  top5 = np.mean([l in np.argsort(-z)[:5] for z, l in zip(np.asarray(logits), labels)])
+  np.testing.assert_allclose(metrics['top5'], top5, atol=1e-6)
+
+
+@pytest.fixture(scope='module')
+def pmap_run(tfds_dir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('pmap'))
+  trainer.train_and_evaluate(tiny_config(tfds_dir, parallelism='pmap'), workdir)
+  return workdir
+
+
+def test_shard_map_equals_pmap(tfds_dir, tmp_path, pmap_run):
+  workdir = str(tmp_path / 'shard_map')
+  trainer.train_and_evaluate(tiny_config(tfds_dir, parallelism='shard_map'), workdir)
+  assert max_abs_diff(load_params(pmap_run), load_params(workdir)) < 1e-5
+  assert max_abs_diff(load_params(pmap_run, key='batch_stats'), load_params(workdir, key='batch_stats')) < 1e-5
+
+
+def test_eight_devices_equal_one_device(tfds_dir, tmp_path, pmap_run):
+  """Cross-replica BN and averaged gradients: 8 devices x 4 examples = 1 device x 32 examples."""
+  workdir = str(tmp_path / 'one')
+  rc, _, err = run_cli('train.py', '--config=configs/quickstart.py', f'--workdir={workdir}',
+                       f'--config.data_dir={tfds_dir}', '--config.batch_size=32', '--config.num_train_steps=4',
+                       '--config.log_every_steps=2', '--config.eval_every_steps=1000',
+                       '--config.checkpoint_every_steps=1000', '--config.model_kwargs.width_multiplier=0.125',
+                       devices=1)
+  assert rc == 0, err[-3000:]
+  assert max_abs_diff(load_params(pmap_run), load_params(workdir)) < 1e-4
+  assert max_abs_diff(load_params(pmap_run, key='batch_stats'), load_params(workdir, key='batch_stats')) < 1e-4
+
+
+def test_resume_is_bit_identical(tfds_dir, tmp_path):
+  """Train 2k steps; then drop the last checkpoint, resume from step k and train to 2k again: same bits."""
+  c = tiny_config(tfds_dir, num_train_steps=6, checkpoint_every_steps=3, keep_checkpoints=5)
+  workdir = str(tmp_path / 'w')
+  trainer.train_and_evaluate(c, workdir)
+  straight = {k: load_params(workdir, 6, key=k) for k in ('params', 'batch_stats', 'ema_params', 'opt_state')}
+  shutil.rmtree(f'{workdir}/checkpoints/6')
+  trainer.train_and_evaluate(c, workdir)
+  for k, v in straight.items():
+    assert max_abs_diff(v, load_params(workdir, 6, key=k)) == 0.0, k
+
+
+def test_quickstart_config_learns(tfds_dir, tmp_path):
+  """A short run of the quickstart recipe beats chance (10%) by far."""
+  c = tiny_config(tfds_dir, num_train_steps=60, batch_size=64, log_every_steps=20, warmup_epochs=0.2)
+  c.model_kwargs.width_multiplier = 0.25
+  metrics = trainer.train_and_evaluate(c, str(tmp_path / 'w'))
+  assert metrics['top1'] > 0.6, metrics
