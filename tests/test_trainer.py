@@ -93,16 +93,20 @@ def test_eval_metrics_equal_direct_computation(tfds_dir):
   np.testing.assert_allclose(metrics['top5'], top5, atol=1e-6)
 
 
+# Dropout masks are drawn per device, so the equivalence runs switch it off.
+NO_DROPOUT = {'model_kwargs.dropout_rate': 0.0}
+
+
 @pytest.fixture(scope='module')
 def pmap_run(tfds_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('pmap'))
-  trainer.train_and_evaluate(tiny_config(tfds_dir, parallelism='pmap'), workdir)
+  trainer.train_and_evaluate(tiny_config(tfds_dir, parallelism='pmap', **NO_DROPOUT), workdir)
   return workdir
 
 
 def test_shard_map_equals_pmap(tfds_dir, tmp_path, pmap_run):
   workdir = str(tmp_path / 'shard_map')
-  trainer.train_and_evaluate(tiny_config(tfds_dir, parallelism='shard_map'), workdir)
+  trainer.train_and_evaluate(tiny_config(tfds_dir, parallelism='shard_map', **NO_DROPOUT), workdir)
   assert max_abs_diff(load_params(pmap_run), load_params(workdir)) < 1e-5
   assert max_abs_diff(load_params(pmap_run, key='batch_stats'), load_params(workdir, key='batch_stats')) < 1e-5
 
@@ -114,6 +118,7 @@ def test_eight_devices_equal_one_device(tfds_dir, tmp_path, pmap_run):
                        f'--config.data_dir={tfds_dir}', '--config.batch_size=32', '--config.num_train_steps=4',
                        '--config.log_every_steps=2', '--config.eval_every_steps=1000',
                        '--config.checkpoint_every_steps=1000', '--config.model_kwargs.width_multiplier=0.125',
+                       '--config.model_kwargs.dropout_rate=0.0',
                        devices=1)
   assert rc == 0, err[-3000:]
   assert max_abs_diff(load_params(pmap_run), load_params(workdir)) < 1e-4

@@ -55,7 +55,7 @@ def ema_decay(decay: float, step):
   return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
-def train_step(state: TrainState, batch, rng, *, task, tx, schedule, decay):
+def train_step(state: TrainState, batch, rng, *, task, tx, decay):
   """One step on one device's share of the batch; gradients are averaged over the 'batch' axis."""
   rng = jax.random.fold_in(jax.random.fold_in(rng, state.step), jax.lax.axis_index(AXIS))
 
@@ -72,7 +72,7 @@ def train_step(state: TrainState, batch, rng, *, task, tx, schedule, decay):
       ema_params=optax.incremental_update(params, state.ema_params, 1.0 - d),
       ema_batch_stats=optax.incremental_update(batch_stats, state.ema_batch_stats, 1.0 - d))
   metrics = task.TrainMetrics.gather_from_model_output(
-      axis_name=AXIS, loss=loss, learning_rate=schedule(state.step), grad_norm=optax.global_norm(grads), **outputs)
+      axis_name=AXIS, loss=loss, grad_norm=optax.global_norm(grads), **outputs)
   return new_state, metrics
 
 
@@ -84,8 +84,9 @@ def eval_step(variables, batch, *, task):
 def initial_state(task, tx, rng) -> TrainState:
   variables = jax.jit(functools.partial(task.model.init, train=False))(rng, task.init_inputs())
   params, batch_stats = variables['params'], variables.get('batch_stats', {})
+  copy = functools.partial(jax.tree.map, jnp.array)  # own buffers: donation must not see one array twice
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                    opt_state=tx.init(params), ema_params=params, ema_batch_stats=batch_stats)
+                    opt_state=tx.init(params), ema_params=copy(params), ema_batch_stats=copy(batch_stats))
 
 
 def total_steps(config, steps_per_epoch: int) -> int:
@@ -94,7 +95,7 @@ def total_steps(config, steps_per_epoch: int) -> int:
 
 def _merge(metrics_list):
   metrics_list = jax.device_get(metrics_list)
-  merged = functools.reduce(lambda a, b: a.merge(b), [m.reduce() for m in metrics_list])
+  merged = functools.reduce(lambda a, b: a.merge(b), metrics_list)
   return {k: float(v) for k, v in merged.compute().items()}
 
 
@@ -141,7 +142,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if start == 0:
     writer.write_hparams({k: v for k, v in flatten(config.to_dict()).items()})
-  p_step = dp.compile(functools.partial(train_step, task=task, tx=tx, schedule=schedule, decay=config.ema_decay),
+  p_step = dp.compile(functools.partial(train_step, task=task, tx=tx, decay=config.ema_decay),
                       num_sharded=1, num_replicated=1)
   hooks = [periodic_actions.Profile(logdir=workdir, num_profile_steps=5)] if config.profile else []
   state = dp.put_state(state)
@@ -158,7 +159,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       train = _merge(pending)
       dt = time.perf_counter() - t0
       rate = (step - step0) / dt
-      train.update(steps_per_sec=rate, images_per_sec=rate * config.batch_size)
+      train.update(learning_rate=float(schedule(step - 1)), steps_per_sec=rate, images_per_sec=rate * config.batch_size)
       writer.write_scalars(step, {f'train/{k}': v for k, v in train.items()})
       logging.info('step %d/%d  loss %.4f  top1 %.4f  lr %.4g  |  %.2f steps/s  %.1f img/s  ETA %s', step, num_steps,
                    train['loss'], train['top1'], train['learning_rate'], rate, rate * config.batch_size,

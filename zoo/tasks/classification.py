@@ -26,7 +26,6 @@ class TrainMetrics(metrics.Collection):
   loss: metrics.Average.from_output('loss')
   top1: metrics.Accuracy
   top5: Top5
-  learning_rate: metrics.LastValue.from_output('learning_rate')
   grad_norm: metrics.Average.from_output('grad_norm')
 
 
