@@ -57,12 +57,24 @@ def num_classes(builder) -> int:
   return builder.info.features['label'].num_classes
 
 
+def host_split_size(builder, split: str, index: int | None = None, count: int | None = None) -> int:
+  """Examples of `split` that host `index` of `count` reads (default: this host)."""
+  index = jax.process_index() if index is None else index
+  count = jax.process_count() if count is None else count
+  if isinstance(builder, tfds.folder_dataset.ImageFolder):
+    return len(range(index, split_size(builder, split), count))
+  return split_size(builder, tfds.split_for_jax_process(split, process_index=index, process_count=count))
+
+
 def _read(builder, split: str) -> tf.data.Dataset:
   """This host's shard of `split`, in file order, images left encoded."""
-  host_split = tfds.split_for_jax_process(split)
   options = tfds.ReadConfig(shuffle_seed=0, interleave_cycle_length=1)
-  return builder.as_dataset(split=host_split, shuffle_files=False, read_config=options,
-                            decoders={'image': tfds.decode.SkipDecoding()})
+  skip = {'image': tfds.decode.SkipDecoding()}
+  if isinstance(builder, tfds.folder_dataset.ImageFolder):  # no sub-splits: shard the records
+    ds = builder.as_dataset(split=split, shuffle_files=False, read_config=options, decoders=skip)
+    return ds.shard(jax.process_count(), jax.process_index())
+  return builder.as_dataset(split=tfds.split_for_jax_process(split), shuffle_files=False, read_config=options,
+                            decoders=skip)
 
 
 def _to_uint8(x):
@@ -72,7 +84,7 @@ def _to_uint8(x):
 def train_dataset(builder, cfg, local_batch: int, seed: int, start_step: int = 0) -> tf.data.Dataset:
   """Endless, shuffled, augmented batches of this host; starts at global step `start_step`."""
   inp = cfg.input
-  n = split_size(builder, tfds.split_for_jax_process(cfg.train_split))
+  n = host_split_size(builder, cfg.train_split)
   if n < local_batch:
     raise DatasetError(f'split {cfg.train_split!r} has {n} examples on this host, fewer than one batch ({local_batch})')
   host_seed = tf.constant([seed, jax.process_index()], tf.int64)
@@ -100,9 +112,7 @@ def train_dataset(builder, cfg, local_batch: int, seed: int, start_step: int = 0
 def eval_steps(builder, split: str, local_batch: int) -> int:
   """Steps that cover the largest host shard; every host runs the same number (collectives need it)."""
   count = jax.process_count()
-  sizes = [split_size(builder, tfds.split_for_jax_process(split, process_index=p, process_count=count))
-           for p in range(count)]
-  return math.ceil(max(sizes) / local_batch)
+  return math.ceil(max(host_split_size(builder, split, p, count) for p in range(count)) / local_batch)
 
 
 def eval_batches(builder, cfg, split: str, local_batch: int, image_size: int | None = None):
