@@ -1,0 +1,150 @@
+"""Writes tests/fixtures/timm/: small timm ResNet-RS models with random weights and timm's logits, for parity tests.
+
+tests/test_convert.py converts these weights with `zoo.convert.from_timm` and compares the zoo's eval-mode logits
+with timm's, without torch or timm. The models are `resnetrs50` with fewer blocks and narrower stages (timm's
+`layers`, `channels`, `stem_width`; the zoo's `stage_depths`, `width_multiplier`), the same block types. Every
+weight is random and non-trivial, the zero-initialised last BatchNorm of each block included (otherwise parity would
+not test the residual branch), and input sizes make some feature maps odd where the shortcut average-pools.
+
+Also written: a `.pth` copy of one model (for the torch-file reader), `tensors.{pth,safetensors,npz}` (dtypes,
+strided and shared views, a timm training-checkpoint wrapper) and the state-dict shapes of full-size timm models.
+
+Needs torch, timm and safetensors, e.g. in a separate venv (the zoo itself needs none of them):
+  python3 -m venv /tmp/timmvenv
+  /tmp/timmvenv/bin/pip install torch==2.13.0 timm safetensors --extra-index-url https://download.pytorch.org/whl/cpu
+  /tmp/timmvenv/bin/python tools/make_timm_fixtures.py
+Re-running rewrites the same fixtures (fixed seeds).
+"""
+import argparse
+import collections
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torchvision_stub  # noqa: E402
+
+torchvision_stub.install()  # timm imports torchvision, which is not needed here (see torchvision_stub)
+import timm  # noqa: E402
+import torch  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests', 'fixtures', 'timm')
+STAGE_WIDTHS, STEM_WIDTH = (64, 128, 256, 512), 32  # resnetrs50's, before the width multiplier
+
+# name -> (blocks per stage, width multiplier, classes, NCHW input, also save as .pth). Width 1/8 keeps the files
+# small (< 1 MB each); below it timm's SE rounds its reduced width up to 8 channels and the zoo's does not.
+MODELS = {
+    # 36 -> 18 -> 9 (stage 1) -> 5 -> 3 -> 2: every average-pooled shortcut sees an odd map.
+    'rs_d1111_w0125': ((1, 1, 1, 1), 0.125, 10, (2, 3, 36, 36), True),
+    # Non-square 44x36; blocks without a projection, three of them in stage 1 (the zoo's scan_blocks scans two).
+    'rs_d3221_w0125': ((3, 2, 2, 1), 0.125, 7, (2, 3, 44, 36), False),
+}
+FULL_SIZE = ('resnetrs50', 'resnetrs101')  # shapes only, for the mismatch tests
+
+
+def build(blocks, width, num_classes):
+  """timm's resnetrs50 with `blocks` per stage and widths scaled as the zoo's width_multiplier scales them."""
+  return timm.create_model('resnetrs50', pretrained=False, layers=list(blocks), num_classes=num_classes,
+                           channels=tuple(int(round(c * width)) for c in STAGE_WIDTHS),
+                           stem_width=int(round(STEM_WIDTH * width)))
+
+
+@torch.no_grad()
+def randomize(model, generator):
+  """Random BatchNorm affine parameters and statistics (none zero), and a random classifier."""
+  for m in model.modules():
+    if isinstance(m, torch.nn.BatchNorm2d):
+      m.weight.uniform_(0.5, 1.5, generator=generator)
+      m.bias.normal_(0.0, 0.2, generator=generator)
+      m.running_mean.normal_(0.0, 0.2, generator=generator)
+      m.running_var.uniform_(0.5, 2.0, generator=generator)
+      m.num_batches_tracked.fill_(123)
+  model.fc.weight.normal_(0.0, 1.0, generator=generator)
+  model.fc.bias.normal_(0.0, 0.1, generator=generator)
+
+
+def model_fixture(name, blocks, width, num_classes, input_shape, pth, seed):
+  torch.manual_seed(seed)
+  model = build(blocks, width, num_classes)
+  randomize(model, torch.Generator().manual_seed(seed))
+  model.eval()
+  x = torch.randn(input_shape, generator=torch.Generator().manual_seed(seed + 1))
+  with torch.no_grad():
+    logits = model(x)
+    reference = model.double()(x.double())  # how far float32 timm is from exact, for the record
+    model.float()
+  state_dict = {k: v.contiguous() for k, v in model.state_dict().items()}
+  save_file(state_dict, os.path.join(OUT, f'{name}.safetensors'))
+  if pth:
+    torch.save(model.state_dict(), os.path.join(OUT, f'{name}.pth'))
+  np.savez_compressed(os.path.join(OUT, f'{name}.npz'), input_nchw=x.numpy(), logits=logits.numpy())
+  zero_gammas = sum(int((m.weight == 0).any()) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+  assert zero_gammas == 0, 'a BatchNorm kept a zero weight: parity would not see its branch'
+  print(f'{name}: {sum(p.numel() for p in model.parameters())} params, |logits| <= {logits.abs().max():.3f}, '
+        f'float32 vs float64 timm: {(logits.double() - reference).abs().max():.2e}')
+  return {
+      'model': 'resnetrs50',
+      'model_kwargs': {'stage_depths': list(blocks), 'width_multiplier': width, 'num_classes': num_classes},
+      'timm_kwargs': {'layers': list(blocks), 'channels': [int(round(c * width)) for c in STAGE_WIDTHS],
+                      'stem_width': int(round(STEM_WIDTH * width)), 'num_classes': num_classes},
+      'num_params': sum(p.numel() for p in model.parameters()),
+      'input_shape_nchw': list(input_shape),
+      'pth': pth,
+  }
+
+
+def tensor_fixture():
+  """Tensors that exercise the .pth reader: every common dtype, non-contiguous and shared storages, a wrapper."""
+  g = torch.Generator().manual_seed(7)
+  base = torch.randn(4, 6, generator=g)
+  tensors = collections.OrderedDict(
+      f32=torch.randn(3, 4, generator=g),
+      f32_transposed=torch.randn(5, 3, generator=g).t(),
+      f32_shared=base,
+      f32_shared_strided=base[1:3, ::2],
+      f64=torch.randn(3, generator=g, dtype=torch.float64),
+      f16=torch.randn(2, 2, generator=g).half(),
+      bf16=torch.randn(5, generator=g).bfloat16(),
+      i64=torch.arange(6).view(2, 3),
+      i32=torch.arange(-3, 3, dtype=torch.int32),
+      u8=torch.arange(250, 256, dtype=torch.uint8),
+      bool=torch.tensor([True, False, True]),
+      scalar=torch.tensor(3.5),
+      empty=torch.zeros(0, 3),
+  )
+  # timm's training checkpoints: EMA and raw weights (the raw ones under DistributedDataParallel's prefix), args.
+  checkpoint = {'epoch': 7, 'arch': 'resnetrs50', 'args': argparse.Namespace(model='resnetrs50', lr=0.1),
+                'state_dict': collections.OrderedDict({'module.f32': -tensors['f32']}),
+                'state_dict_ema': tensors, 'metric': 0.5}
+  torch.save(checkpoint, os.path.join(OUT, 'tensors.pth'))
+  save_file({k: v.contiguous().clone() for k, v in tensors.items()}, os.path.join(OUT, 'tensors.safetensors'))
+  np.savez(os.path.join(OUT, 'tensors.npz'),
+           **{k: (v.float() if v.dtype == torch.bfloat16 else v).numpy() for k, v in tensors.items()})
+
+
+def shapes_fixture():
+  shapes = {}
+  for name in FULL_SIZE:
+    with torch.device('meta'):
+      model = timm.create_model(name, pretrained=False)
+    shapes[name] = {k: list(v.shape) for k, v in model.state_dict().items()}
+  with open(os.path.join(OUT, 'full_size_shapes.json'), 'w') as f:
+    json.dump(shapes, f, separators=(',', ':'))
+
+
+def main():
+  os.makedirs(OUT, exist_ok=True)
+  manifest = {name: model_fixture(name, *spec, seed=i) for i, (name, spec) in enumerate(MODELS.items())}
+  with open(os.path.join(OUT, 'models.json'), 'w') as f:
+    json.dump(manifest, f, indent=1)
+  tensor_fixture()
+  shapes_fixture()
+  print(f'timm {timm.__version__}, torch {torch.__version__}; wrote {OUT}: ' + ', '.join(
+      f'{n} {os.path.getsize(os.path.join(OUT, n)) // 1024} KiB' for n in sorted(os.listdir(OUT))))
+
+
+if __name__ == '__main__':
+  main()

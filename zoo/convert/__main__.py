@@ -1,0 +1,73 @@
+"""Converts timm weights into a zoo checkpoint that eval.py evaluates.
+
+  python -m zoo.convert --model resnetrs50 --weights resnetrs50_ema.safetensors --out runs/rs50_timm
+  python -m zoo.convert --model resnetrs50 --weights small.pth --out DIR \\
+      --model_kwargs='{"stage_depths": [1, 1, 1, 1], "width_multiplier": 0.125, "num_classes": 10}'
+
+Writes DIR/checkpoints/0 with `params` and `batch_stats`, and a config naming the model, its overrides and the
+source file. Bad input ends in one `error: ...` line (the weights' mismatches on the lines below it) and exit code 1.
+"""
+import argparse
+import json
+import os
+import sys
+
+from zoo import checkpoint, registry
+from zoo.convert import from_timm, load_weights
+from zoo.errors import UserError
+
+
+def parse_args(argv):
+  p = argparse.ArgumentParser(prog='python -m zoo.convert', description=__doc__.split('\n')[0])
+  p.add_argument('--model', required=True, help='zoo model name, e.g. resnetrs50')
+  p.add_argument('--weights', required=True, help='timm weights: .safetensors, or a torch file (.pth, .pth.tar, .bin)')
+  p.add_argument('--out', required=True, help='output directory; must not hold checkpoints yet')
+  p.add_argument('--num_classes', type=int, help='classifier size, if not the model default (1000)')
+  p.add_argument('--model_kwargs', default='{}', help='other create_model overrides, as a JSON object')
+  p.add_argument('--checkpoint_key', help='entry of a training checkpoint that holds the weights (default: the '
+                 'first of state_dict_ema, model_ema, state_dict, model)')
+  return p.parse_args(argv)
+
+
+def model_kwargs(args) -> dict:
+  try:
+    kwargs = json.loads(args.model_kwargs)
+  except json.JSONDecodeError as e:
+    raise UserError(f'--model_kwargs is not valid JSON ({e}): {args.model_kwargs}') from None
+  if not isinstance(kwargs, dict):
+    raise UserError(f'--model_kwargs must be a JSON object, got {args.model_kwargs}')
+  if args.num_classes is not None:
+    kwargs['num_classes'] = args.num_classes
+  return kwargs
+
+
+def convert(args) -> str:
+  """Reads, converts and saves; returns the checkpoint directory."""
+  kwargs = model_kwargs(args)
+  try:  # an unknown model or override fails before the file is read
+    registry.create_model(args.model, **kwargs)
+  except (TypeError, ValueError) as e:  # UserError, or a check_config message
+    raise UserError(str(e)) from None
+  ckpt = checkpoint.checkpoint_dir(args.out)
+  if os.path.isdir(ckpt) and os.listdir(ckpt):
+    raise UserError(f'{ckpt} already holds checkpoints; choose another --out directory')
+  variables = from_timm(args.model, load_weights(args.weights, args.checkpoint_key), **kwargs)
+  config = {'model': args.model, 'model_kwargs': kwargs, 'source': os.path.abspath(args.weights),
+            'format': 'timm'}
+  try:
+    return checkpoint.save_pretrained(args.out, variables, config)
+  except FileExistsError as e:  # written by someone else since the check above
+    raise UserError(str(e)) from None
+
+
+def main(argv=None):
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  try:
+    path = convert(args)
+  except UserError as e:
+    sys.exit(f'error: {e}')
+  print(f'wrote {path} ({args.model} from {args.weights})')
+
+
+if __name__ == '__main__':
+  main()
