@@ -6,12 +6,15 @@ the classifier. We follow the paper's TF1 release (and timm's port of it): ReLU,
 Tensors are NHWC.
 """
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from zoo.models.layers import StochasticDepth, as_dtype, avg_pool_2x2_ceil, conv_init, same_padding
+from zoo.errors import UserError
+from zoo.models.layers import (StochasticDepth, as_dtype, avg_pool_2x2_ceil, conv_init, loop_friendly_conv,
+                               same_padding)
 from zoo.registry import register_model
 
 # Blocks per stage of the seven published depths.
@@ -28,8 +31,6 @@ STAGE_WIDTHS = (64, 128, 256, 512)  # bottleneck widths; each block outputs 4x
 STEM_WIDTHS = (32, 32, 64)
 EXPANSION = 4
 SE_RATIO = 0.25
-
-
 class ConvBN(nn.Module):
   """Convolution (no bias, symmetric padding) followed by BatchNorm and, optionally, ReLU."""
   features: int
@@ -38,13 +39,17 @@ class ConvBN(nn.Module):
   relu: bool = True
   zero_init_gamma: bool = False
   bn_momentum: float = 0.9
+  bn_axis_name: str | None = None  # BN statistics over this mapped axis in training (cross-replica BN)
   dtype: Any = jnp.float32
+  conv: Callable | None = None  # replaces lax.conv_general_dilated (same parameters)
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = nn.Conv(self.features, (self.kernel_size,) * 2, (self.strides,) * 2, padding=same_padding(self.kernel_size),
-                use_bias=False, kernel_init=conv_init, dtype=self.dtype, name='conv')(x)
+                use_bias=False, kernel_init=conv_init, dtype=self.dtype, conv_general_dilated=self.conv,
+                name='conv')(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5, dtype=self.dtype,
+                     axis_name=self.bn_axis_name if train else None,
                      scale_init=nn.initializers.zeros if self.zero_init_gamma else nn.initializers.ones,
                      name='bn')(x)
     return nn.relu(x) if self.relu else x
@@ -54,12 +59,15 @@ class SqueezeExcite(nn.Module):
   """Squeeze-and-excitation (Hu et al. 2018): channel gates from the global mean, through a 1x1 bottleneck."""
   reduced: int
   dtype: Any = jnp.float32
+  conv: Callable | None = None
 
   @nn.compact
   def __call__(self, x):
+    conv = functools.partial(nn.Conv, kernel_size=(1, 1), kernel_init=conv_init, dtype=self.dtype,
+                             conv_general_dilated=self.conv)
     s = jnp.mean(x, axis=(1, 2), keepdims=True)
-    s = nn.relu(nn.Conv(self.reduced, (1, 1), kernel_init=conv_init, dtype=self.dtype, name='reduce')(s))
-    s = nn.Conv(x.shape[-1], (1, 1), kernel_init=conv_init, dtype=self.dtype, name='expand')(s)
+    s = nn.relu(conv(self.reduced, name='reduce')(s))
+    s = conv(x.shape[-1], name='expand')(s)
     return x * nn.sigmoid(s)
 
 
@@ -70,16 +78,19 @@ class Bottleneck(nn.Module):
   project: bool = False  # shortcut needs a projection (first block of a stage)
   drop_path: float = 0.0
   bn_momentum: float = 0.9
+  bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: Callable | None = None  # replaces lax.conv_general_dilated in every convolution (same parameters)
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    conv_bn = functools.partial(ConvBN, bn_momentum=self.bn_momentum, dtype=self.dtype)
+    conv_bn = functools.partial(ConvBN, bn_momentum=self.bn_momentum, bn_axis_name=self.bn_axis_name,
+                                dtype=self.dtype, conv=self.conv)
     out = EXPANSION * self.width
     y = conv_bn(self.width, 1, name='conv1')(x, train)
     y = conv_bn(self.width, 3, self.strides, name='conv2')(y, train)
     y = conv_bn(out, 1, relu=False, zero_init_gamma=True, name='conv3')(y, train)
-    y = SqueezeExcite(max(1, int(out * SE_RATIO)), dtype=self.dtype, name='se')(y)
+    y = SqueezeExcite(max(1, int(out * SE_RATIO)), dtype=self.dtype, conv=self.conv, name='se')(y)
     y = StochasticDepth(self.drop_path)(y, train)
     shortcut = x
     if self.project:
@@ -94,11 +105,13 @@ class Stem(nn.Module):
   """Deep stem: three 3x3 convs (the first strided), then a strided 3x3 conv in place of the max-pool."""
   widths: Sequence[int] = STEM_WIDTHS
   bn_momentum: float = 0.9
+  bn_axis_name: str | None = None
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    conv_bn = functools.partial(ConvBN, bn_momentum=self.bn_momentum, dtype=self.dtype)
+    conv_bn = functools.partial(ConvBN, bn_momentum=self.bn_momentum, bn_axis_name=self.bn_axis_name,
+                                dtype=self.dtype)
     for i, w in enumerate(self.widths):
       x = conv_bn(w, 3, 2 if i == 0 else 1, name=f'conv{i + 1}')(x, train)
     return conv_bn(self.widths[-1], 3, 2, name='pool')(x, train)
@@ -109,6 +122,11 @@ class ResNetRS(nn.Module):
 
   Call: `apply(variables, images_nhwc, train=False) -> logits`. Training draws dropout and stochastic depth
   from the 'dropout' rng and updates 'batch_stats'.
+
+  `scan_blocks=True` runs the identical blocks of each stage (all but the first) under one `lax.scan`, which cuts
+  the compile time of deep members (RS-420's training step on 2 CPU cores: 160-230 s to 20-30 s). Variables keep
+  the unrolled layout either way, so checkpoints and converted weights load in both. The scanned blocks take
+  `loop_friendly_conv`, whose custom gradient does not support forward-mode autodiff (jax.jvp).
   """
   depth: int = 50
   num_classes: int = 1000
@@ -117,18 +135,20 @@ class ResNetRS(nn.Module):
   dropout_rate: float = 0.25
   stochastic_depth_rate: float = 0.0
   bn_momentum: float = 0.9
+  bn_axis_name: str | None = None  # a data-parallel trainer sets its axis: BN over the global batch
   dtype: Any = 'float32'
+  scan_blocks: bool = False  # scan over the identical blocks of a stage; same variables, faster compile
 
   def check_config(self):
     if self.stage_depths is None and self.depth not in DEPTHS:
-      raise ValueError(f'ResNet-RS depth {self.depth} is not published; valid depths: {sorted(DEPTHS)} '
+      raise UserError(f'ResNet-RS depth {self.depth} is not published; valid depths: {sorted(DEPTHS)} '
                        '(or give stage_depths)')
     if self.stage_depths is not None and (len(self.stage_depths) != 4 or min(self.stage_depths) < 1):
-      raise ValueError(f'stage_depths must be four positive block counts, got {self.stage_depths}')
+      raise UserError(f'stage_depths must be four positive block counts, got {self.stage_depths}')
     if self.width_multiplier <= 0:
-      raise ValueError(f'width_multiplier must be positive, got {self.width_multiplier}')
+      raise UserError(f'width_multiplier must be positive, got {self.width_multiplier}')
     if not 0.0 <= self.dropout_rate < 1.0 or not 0.0 <= self.stochastic_depth_rate < 1.0:
-      raise ValueError('dropout_rate and stochastic_depth_rate must lie in [0, 1)')
+      raise UserError('dropout_rate and stochastic_depth_rate must lie in [0, 1)')
 
   @property
   def blocks(self) -> tuple[int, ...]:
@@ -141,17 +161,52 @@ class ResNetRS(nn.Module):
   def __call__(self, x, train: bool = False):
     dtype = as_dtype(self.dtype)
     x = x.astype(dtype)
-    x = Stem(tuple(self._width(w) for w in STEM_WIDTHS), self.bn_momentum, dtype, name='stem')(x, train)
+    x = Stem(tuple(self._width(w) for w in STEM_WIDTHS), self.bn_momentum, self.bn_axis_name, dtype, name='stem')(x, train)
     for s, (n, w) in enumerate(zip(self.blocks, STAGE_WIDTHS)):
       # TF1 stochastic depth: one rate per stage, growing linearly with the stage index (2..5 of 5).
       rate = self.stochastic_depth_rate * (s + 2) / 5
-      for b in range(n):
-        x = Bottleneck(self._width(w), strides=2 if (b == 0 and s > 0) else 1, project=(b == 0), drop_path=rate,
-                       bn_momentum=self.bn_momentum, dtype=dtype, name=f'stage{s + 1}_block{b}')(x, train)
+      block = functools.partial(Bottleneck, self._width(w), drop_path=rate, bn_momentum=self.bn_momentum,
+                                bn_axis_name=self.bn_axis_name, dtype=dtype)
+      x = block(strides=2 if s > 0 else 1, project=True, name=f'stage{s + 1}_block0')(x, train)
+      names = [f'stage{s + 1}_block{b}' for b in range(1, n)]
+      # Init runs unrolled so that the variables are created under their per-block names.
+      if self.scan_blocks and len(names) > 1 and not self.is_initializing():
+        x = self._scan_stage(block(conv=loop_friendly_conv, parent=None), names, x, train)
+      else:
+        for name in names:
+          x = block(name=name)(x, train)
     x = jnp.mean(x, axis=(1, 2))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01), dtype=dtype, name='head')(x)
     return x.astype(jnp.float32)
+
+  def _scan_stage(self, block: Bottleneck, names: Sequence[str], x, train: bool):
+    """Applies the unbound `block` once per name under `lax.scan`, so XLA compiles one body instead of len(names).
+
+    A layout adapter: the variables stay stored per block (`stage{s}_block{b}`) as the unrolled model creates them;
+    they are stacked along a leading axis for the scan, and updated batch statistics are unstacked back. Gradients
+    reach the per-block params through the stack.
+    """
+    def stacked(col):
+      return jax.tree.map(lambda *leaves: jnp.stack(leaves), *[self.get_variable(col, n) for n in names])
+
+    # One dropout key per block, as each unrolled block draws its own (the masks themselves differ from unrolled).
+    keys = jax.random.split(self.make_rng('dropout'), len(names)) if train and block.drop_path > 0 else None
+
+    def body(h, xs):
+      params, stats, key = xs
+      variables = {'params': params, 'batch_stats': stats}
+      rngs = {'dropout': key} if key is not None else {}
+      if not train:
+        return block.apply(variables, h, False), None
+      h, updates = block.apply(variables, h, True, rngs=rngs, mutable=['batch_stats'])
+      return h, updates['batch_stats']
+
+    x, new_stats = jax.lax.scan(body, x, (stacked('params'), stacked('batch_stats'), keys))
+    if train:
+      for i, name in enumerate(names):
+        self.put_variable('batch_stats', name, jax.tree.map(lambda a, i=i: a[i], new_stats))
+    return x
 
 
 for _depth in DEPTHS:

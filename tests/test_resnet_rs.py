@@ -1,0 +1,117 @@
+"""ResNet-RS: registry, call convention, architecture facts, parameter counts equal to timm's."""
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+import numpy as np
+import pytest
+
+import zoo
+from zoo.models import resnet_rs
+
+# timm's resnetrs* (1000 classes), exact.
+TIMM_PARAMS = {50: 35_691_912, 101: 63_618_696, 152: 86_621_576, 200: 93_209_992, 270: 129_861_448,
+               350: 163_956_168, 420: 191_891_656}
+SMALL = dict(stage_depths=(1, 2, 1, 1), width_multiplier=0.125, num_classes=7)
+
+
+def count(tree):
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def test_registry_lists_the_family():
+  assert [f'resnetrs{d}' for d in sorted(TIMM_PARAMS)] == sorted(zoo.list_models(), key=lambda n: int(n[8:]))
+  assert {'num_classes', 'dropout_rate', 'stochastic_depth_rate', 'dtype', 'width_multiplier',
+          'stage_depths', 'scan_blocks'} <= set(zoo.model_fields('resnetrs50'))
+
+
+@pytest.mark.parametrize('depth', sorted(TIMM_PARAMS))
+def test_parameter_count_equals_timm(depth):
+  model = zoo.create_model(f'resnetrs{depth}')
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))
+  assert set(shapes) == {'params', 'batch_stats'}
+  assert count(shapes['params']) == TIMM_PARAMS[depth]
+  blocks = [k for k in shapes['params'] if '_block' in k]
+  assert len(blocks) == sum(resnet_rs.DEPTHS[depth])
+
+
+def test_call_convention_and_training_mode():
+  model = zoo.create_model('resnetrs50', dropout_rate=0.5, stochastic_depth_rate=0.5, **SMALL)
+  x = jax.random.normal(jax.random.key(1), (4, 40, 40, 3))
+  variables = model.init(jax.random.key(0), x)
+  logits = model.apply(variables, x)  # train defaults to False
+  assert logits.shape == (4, 7) and logits.dtype == jnp.float32
+  np.testing.assert_array_equal(logits, model.apply(variables, x, train=False))
+  out1, upd1 = model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(2)}, mutable=['batch_stats'])
+  out2, _ = model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(3)}, mutable=['batch_stats'])
+  assert not np.allclose(out1, out2)  # dropout and stochastic depth draw from the 'dropout' rng
+  stats = jax.tree.leaves(upd1['batch_stats'])
+  assert any(not np.allclose(a, b) for a, b in zip(stats, jax.tree.leaves(variables['batch_stats'])))
+  with pytest.raises(Exception):
+    model.apply(variables, x, train=True, mutable=['batch_stats'])  # no 'dropout' rng
+
+
+def test_architecture_facts():
+  model = zoo.create_model('resnetrs50')
+  p = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32))['params']
+  stem = [p['stem'][f'conv{i}']['conv']['kernel'].shape for i in (1, 2, 3)] + [p['stem']['pool']['conv']['kernel'].shape]
+  assert stem == [(3, 3, 3, 32), (3, 3, 32, 32), (3, 3, 32, 64), (3, 3, 64, 64)]  # deep stem, conv for max-pool
+  block = p['stage2_block0']
+  assert block['conv2']['conv']['kernel'].shape == (3, 3, 128, 128)
+  assert block['se']['reduce']['kernel'].shape == (1, 1, 512, 128)  # SE ratio 0.25 of 4w
+  assert block['shortcut']['conv']['kernel'].shape == (1, 1, 256, 512)  # ResNet-D: 1x1 after the avg-pool
+  assert 'shortcut' not in p['stage2_block1']
+  real = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))['params']
+  assert np.all(real['stage3_block2']['conv3']['bn']['scale'] == 0)  # zero-initialised last BN gamma
+  assert np.all(real['stage3_block2']['conv2']['bn']['scale'] == 1)
+  assert abs(float(real['head']['kernel'].std()) - 0.01) < 1e-3
+
+
+def test_stochastic_depth_is_tf1_per_stage():
+  """TF1: one rate per stage, rate * i / 5 for the paper's stages i = 2..5."""
+  from zoo.models.layers import StochasticDepth
+  model = zoo.create_model('resnetrs50', stochastic_depth_rate=0.1, stage_depths=(2, 1, 3, 1), width_multiplier=0.125)
+  seen = {}
+
+  def record(next_fun, args, kwargs, context):
+    if isinstance(context.module, StochasticDepth):
+      seen.setdefault(context.module.path[0].split('_')[0], set()).add(context.module.rate)
+    return next_fun(*args, **kwargs)
+
+  x = jnp.ones((1, 32, 32, 3))
+  with nn.intercept_methods(record):
+    model.init(jax.random.key(0), x)
+  assert {k: sorted(v) for k, v in seen.items()} == {
+      'stage1': [pytest.approx(0.04)], 'stage2': [pytest.approx(0.06)], 'stage3': [pytest.approx(0.08)],
+      'stage4': [pytest.approx(0.1)]}
+
+
+def test_symmetric_padding_and_odd_maps():
+  """Odd feature maps reach the average-pooled shortcut; ceil mode keeps the last row, as timm."""
+  from zoo.models.layers import avg_pool_2x2_ceil
+  x = jnp.arange(25.0).reshape(1, 5, 5, 1)
+  pooled = avg_pool_2x2_ceil(x)[0, :, :, 0]
+  assert pooled.shape == (3, 3)
+  np.testing.assert_allclose(pooled[0, 0], np.mean([0, 1, 5, 6]))
+  np.testing.assert_allclose(pooled[2, 2], 24.0)  # only the valid corner pixel
+  np.testing.assert_allclose(pooled[0, 2], np.mean([4, 9]))
+  model = zoo.create_model('resnetrs50', **SMALL)
+  x = jnp.ones((1, 36, 44, 3))
+  assert model.apply(model.init(jax.random.key(0), x), x).shape == (1, 7)
+
+
+def test_bfloat16_computes_in_bf16_with_float32_params():
+  model = zoo.create_model('resnetrs50', dtype='bfloat16', **SMALL)
+  x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
+  variables = model.init(jax.random.key(0), x)
+  assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(variables))
+  hlo = jax.jit(lambda v, x: model.apply(v, x)).lower(variables, x).as_text()
+  assert 'bf16' in hlo
+  f32 = zoo.create_model('resnetrs50', **SMALL).apply(variables, x)
+  out = model.apply(variables, x)
+  assert out.dtype == jnp.float32 and np.allclose(out, f32, atol=0.1)
+
+
+def test_width_multiplier_and_stage_depths_make_a_small_member():
+  model = zoo.create_model('resnetrs50', stage_depths=(1, 1, 1, 1), width_multiplier=0.25, num_classes=10)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 28, 28, 1), jnp.float32))
+  assert count(shapes['params']) == 688_610  # the quickstart model (SPEC.md: 0.69 M)

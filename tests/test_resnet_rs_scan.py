@@ -1,0 +1,118 @@
+"""ResNet-RS `scan_blocks=True` is the same function of the same variables as the unrolled model, only compiled
+once per stage; checked on a reduced member so it runs in seconds."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import zoo
+
+REDUCED = dict(stage_depths=(1, 3, 2, 1), width_multiplier=0.25, num_classes=10)
+
+
+def models(**overrides):
+  kw = {**REDUCED, **overrides}
+  return zoo.create_model('resnetrs50', **kw), zoo.create_model('resnetrs50', scan_blocks=True, **kw)
+
+
+@pytest.fixture(scope='module')
+def images():
+  return jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+
+
+@pytest.fixture(scope='module')
+def initial(images):
+  unrolled, _ = models()
+  return unrolled.init(jax.random.key(0), images)
+
+
+@pytest.fixture(scope='module')
+def variables(initial):
+  """Initialised variables, perturbed: the zero-initialised last BN gammas would make every branch vanish."""
+  leaves, treedef = jax.tree.flatten(initial)
+  keys = jax.random.split(jax.random.key(2), len(leaves))
+  v = treedef.unflatten([a + 0.2 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)])
+  return {'params': v['params'], 'batch_stats': jax.tree.map(jnp.abs, v['batch_stats'])}
+
+
+def assert_trees_close(a, b, rtol=1e-5):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * float(np.max(np.abs(x)) + 1e-12))
+
+
+def train_apply(model, variables, images, rng):
+  return model.apply(variables, images, train=True, rngs={'dropout': rng}, mutable=['batch_stats'])
+
+
+def test_registry_accepts_scan_blocks():
+  assert 'scan_blocks' in zoo.model_fields('resnetrs420')
+  assert zoo.create_model('resnetrs50', scan_blocks=True).scan_blocks
+
+
+def test_init_gives_identical_variables(initial, images):
+  _, scanned = models()
+  b = scanned.init(jax.random.key(0), images)
+  assert jax.tree.structure(initial) == jax.tree.structure(b)
+  assert 'stage2_block2' in b['params'] and 'stage2_block2' in b['batch_stats']
+  for x, y in zip(jax.tree.leaves(initial), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_eval_logits_agree(variables, images):
+  unrolled, scanned = models()
+  assert_trees_close(jax.jit(unrolled.apply)(variables, images), jax.jit(scanned.apply)(variables, images))
+
+
+def test_train_logits_and_batch_stats_agree(variables, images):
+  unrolled, scanned = models(dropout_rate=0.0, stochastic_depth_rate=0.0)
+  logits_u, upd_u = jax.jit(train_apply, static_argnums=0)(unrolled, variables, images, jax.random.key(3))
+  logits_s, upd_s = jax.jit(train_apply, static_argnums=0)(scanned, variables, images, jax.random.key(3))
+  assert_trees_close(logits_u, logits_s)
+  assert_trees_close(upd_u, upd_s)
+  # The statistics really moved, and the scanned ones were written back under the per-block names.
+  moved = upd_s['batch_stats']['stage2_block2']['conv1']['bn']['mean']
+  assert not np.allclose(moved, variables['batch_stats']['stage2_block2']['conv1']['bn']['mean'])
+
+
+def test_gradients_agree(variables, images):
+  unrolled, scanned = models(dropout_rate=0.0, stochastic_depth_rate=0.0)
+  labels = jnp.arange(images.shape[0]) % REDUCED['num_classes']
+
+  def loss(params, model):
+    logits, _ = train_apply(model, {'params': params, 'batch_stats': variables['batch_stats']}, images,
+                            jax.random.key(3))
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+  grad = jax.jit(jax.grad(loss), static_argnums=1)
+  g_u, g_s = grad(variables['params'], unrolled), grad(variables['params'], scanned)
+  assert_trees_close(g_u, g_s)
+  assert float(jnp.abs(g_s['stage2_block2']['conv2']['conv']['kernel']).max()) > 0
+
+
+def test_stochastic_depth_is_deterministic_per_rng(variables, images):
+  _, scanned = models(dropout_rate=0.0, stochastic_depth_rate=0.5)
+  run = jax.jit(train_apply, static_argnums=0)
+  a = run(scanned, variables, images, jax.random.key(4))
+  b = run(scanned, variables, images, jax.random.key(4))
+  c = run(scanned, variables, images, jax.random.key(5))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  assert not np.allclose(a[0], c[0])  # the masks come from the rng
+
+
+@pytest.mark.parametrize('kernel,padding', [(3, ((1, 1), (1, 1))), (3, ((0, 2), (2, 0))), (1, 'SAME'), (3, 'VALID')])
+def test_loop_friendly_conv_has_the_gradients_of_lax(kernel, padding):
+  from zoo.models.resnet_rs import NHWC, loop_friendly_conv
+  x = jax.random.normal(jax.random.key(6), (2, 7, 6, 5))
+  w = jax.random.normal(jax.random.key(7), (kernel, kernel, 5, 3))
+  dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
+
+  def loss(conv, x, w):
+    return jnp.sum(jnp.sin(conv(x, w, (1, 1), padding, dimension_numbers=dn)))
+
+  expected = jax.grad(functools.partial(loss, jax.lax.conv_general_dilated), argnums=(0, 1))(x, w)
+  assert_trees_close(expected, jax.grad(functools.partial(loss, loop_friendly_conv), argnums=(0, 1))(x, w))
