@@ -106,7 +106,7 @@ def test_stochastic_depth_is_deterministic_per_rng(variables, images):
 
 @pytest.mark.parametrize('kernel,padding', [(3, ((1, 1), (1, 1))), (3, ((0, 2), (2, 0))), (1, 'SAME'), (3, 'VALID')])
 def test_loop_friendly_conv_has_the_gradients_of_lax(kernel, padding):
-  from zoo.models.resnet_rs import NHWC, loop_friendly_conv
+  from zoo.models.layers import NHWC, loop_friendly_conv
   x = jax.random.normal(jax.random.key(6), (2, 7, 6, 5))
   w = jax.random.normal(jax.random.key(7), (kernel, kernel, 5, 3))
   dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
