@@ -44,6 +44,8 @@ def get_config(arg: str = '50-160'):
   c.model_kwargs.dropout_rate = reg['dropout_rate']
   c.model_kwargs.stochastic_depth_rate = reg['stochastic_depth_rate']
   c.model_kwargs.dtype = 'bfloat16'
+  # Deep members scan their identical blocks: RS-420's training step compiles in ~20 s instead of ~3 min.
+  c.model_kwargs.scan_blocks = depth >= 200
   c.input.image_size = resolution
   c.input.randaugment_layers = 2
   c.input.randaugment_magnitude = reg['randaugment_magnitude']

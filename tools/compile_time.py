@@ -14,7 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import zoo
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import zoo  # noqa: E402
 
 
 def main():
