@@ -227,3 +227,39 @@ def test_cli_errors_in_one_line(tmp_path, args, message):
   assert rc == 1
   assert _error_line(stderr).startswith(message), stderr
   assert not (tmp_path / 'out' / 'checkpoints').exists()
+
+
+def test_eval_py_evaluates_a_converted_checkpoint(tmp_path):
+  """`python -m zoo.convert` then `eval.py`: the printed loss is the converted model's, on the eval split."""
+  from PIL import Image
+
+  from tests.helpers import tiny_config
+  from zoo.data import pipeline
+  spec = MODELS[SMALL]
+  rng = np.random.default_rng(0)
+  for c in range(10):
+    d = tmp_path / 'images' / 'test' / f'class{c}'
+    d.mkdir(parents=True)
+    for i in range(3):
+      Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(d / f'{i}.png')
+  out = str(tmp_path / 'converted')
+  rc, _, stderr = run_cli('-m zoo.convert', '--model', 'resnetrs50', '--weights', fixture(SMALL, 'safetensors'),
+                          '--out', out, f'--model_kwargs={json.dumps(spec["model_kwargs"])}', devices=1, timeout=120)
+  assert rc == 0, stderr
+  overrides = ['--config.dataset=image_folder', f'--config.data_dir={tmp_path / "images"}',
+               '--config.train_split=test', '--config.eval_split=test', '--config.input.channels=3',
+               '--config.input.mean=(124.0,116.0,104.0)', '--config.input.std=(58.0,57.0,57.0)',
+               '--config.model_kwargs.width_multiplier=0.125', '--config.batch_size=8']
+  rc, stdout, stderr = run_cli('eval.py', '--config=configs/quickstart.py', f'--workdir={out}', *overrides,
+                               '--image_size=36', devices=1, timeout=300)
+  assert rc == 0, stderr[-3000:]
+  printed = json.loads(stdout.strip().splitlines()[-1])
+  assert printed['step'] == 0 and printed['ema'] is False  # converted weights carry no EMA
+  c = tiny_config(str(tmp_path / 'images'), dataset='image_folder', train_split='test', eval_split='test')
+  c.input.channels, c.input.mean, c.input.std = 3, (124.0, 116.0, 104.0), (58.0, 57.0, 57.0)
+  builder = pipeline.get_builder(c.dataset, c.data_dir)
+  batch = next(pipeline.eval_batches(builder, c, 'test', 30, image_size=36))
+  variables = from_timm('resnetrs50', load_weights(fixture(SMALL, 'safetensors')), **spec['model_kwargs'])
+  out_logits = zoo.create_model('resnetrs50', **spec['model_kwargs']).apply(variables, batch['image'])
+  loss = -np.mean(jax.nn.log_softmax(out_logits)[np.arange(30), batch['label']])
+  np.testing.assert_allclose(printed['loss'], loss, rtol=1e-4)
