@@ -42,9 +42,8 @@ def run_cli(script, *args, devices=None, timeout=600):
 
 def load_params(workdir, step=None, key='params'):
   from zoo import checkpoint
-  mngr = checkpoint.manager(workdir, read_only=True)
-  state = checkpoint.restore_state(mngr, step if step is not None else mngr.latest_step())
-  return state[key]
+  with checkpoint.manager(workdir, read_only=True) as mngr:
+    return checkpoint.restore_state(mngr, step if step is not None else mngr.latest_step())[key]
 
 
 def max_abs_diff(a, b):

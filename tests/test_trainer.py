@@ -50,8 +50,8 @@ def test_ema_tracks_params_and_batch_stats(tfds_dir, tmp_path):
   workdir = str(tmp_path / 'w')
   trainer.train_and_evaluate(c, workdir)
   from zoo import checkpoint
-  mngr = checkpoint.manager(workdir, read_only=True)
-  state = checkpoint.restore_state(mngr, 1)
+  with checkpoint.manager(workdir, read_only=True) as mngr:
+    state = checkpoint.restore_state(mngr, 1)
   # Initial parameters: a fresh init with the same seed.
   from zoo.tasks import get_task
   task = get_task(c)

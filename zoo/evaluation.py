@@ -20,16 +20,16 @@ def evaluate_checkpoint(config, workdir: str, *, use_ema: bool = True, image_siz
   dp = DataParallel(config.parallelism)
   local_batch = check_batch_size(config.batch_size)
   task = get_task(config)
-  mngr = checkpoint.manager(workdir, read_only=True)
-  steps = mngr.all_steps()
-  if not steps or (step is not None and step not in steps):
-    raise UserError(f'checkpoint step {step} not in {workdir} (available: {sorted(steps)})')
-  step = max(steps) if step is None else step
-  saved = checkpoint.restore_config(mngr, step).get('model')
-  if saved not in (None, config.model):
-    raise UserError(f'{workdir} holds a {saved} checkpoint but the config builds {config.model}; '
-                    f'pass --config.model={saved} or the config it was trained with')
-  state = checkpoint.restore_state(mngr, step)
+  with checkpoint.manager(workdir, read_only=True) as mngr:
+    steps = mngr.all_steps()
+    if not steps or (step is not None and step not in steps):
+      raise UserError(f'checkpoint step {step} not in {workdir} (available: {sorted(steps)})')
+    step = max(steps) if step is None else step
+    saved = checkpoint.restore_config(mngr, step).get('model')
+    if saved not in (None, config.model):
+      raise UserError(f'{workdir} holds a {saved} checkpoint but the config builds {config.model}; '
+                      f'pass --config.model={saved} or the config it was trained with')
+    state = checkpoint.restore_state(mngr, step)
   prefix = 'ema_' if use_ema and 'ema_params' in state else ''
   if use_ema and not prefix:
     logging.warning('checkpoint has no EMA weights (converted weights?): evaluating its raw weights')

@@ -99,10 +99,15 @@ def _merge(metrics_list):
   return {k: float(v) for k, v in merged.compute().items()}
 
 
-def evaluate(task, dp: DataParallel, variables, local_batch: int, image_size: int | None = None) -> dict:
-  """Metrics over the whole eval split; `variables` are on the devices."""
-  step = dp.compile(functools.partial(eval_step, task=task), num_sharded=1, donate_state=False)
-  results = [dp.get_metrics(step(variables, batch))
+def compile_eval_step(task, dp: DataParallel):
+  return dp.compile(functools.partial(eval_step, task=task), num_sharded=1, donate_state=False)
+
+
+def evaluate(task, dp: DataParallel, variables, local_batch: int, image_size: int | None = None,
+             step_fn=None) -> dict:
+  """Metrics over the whole eval split; `variables` are on the devices. Pass `step_fn` to reuse a compiled step."""
+  step_fn = step_fn or compile_eval_step(task, dp)
+  results = [dp.get_metrics(step_fn(variables, batch))
              for batch in dp.prefetch(task.eval_batches(local_batch, image_size))]
   return _merge(results)
 
@@ -130,54 +135,60 @@ def train_and_evaluate(config, workdir: str) -> dict:
   schedule = learning_rate_schedule(config, steps_per_epoch, num_steps)
   tx = optimizer(config, schedule, task.weight_decay_mask)
 
-  mngr = checkpoint.manager(workdir, max_to_keep=config.keep_checkpoints)
+  with checkpoint.manager(workdir, max_to_keep=config.keep_checkpoints) as mngr:
+    state = restore_or_init(task, tx, mngr, config)
+    start = int(state.step)
+    writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+    if start == 0:
+      writer.write_hparams(flatten(config.to_dict()))
+    train_fn = dp.compile(functools.partial(train_step, task=task, tx=tx, decay=config.ema_decay),
+                          num_sharded=1, num_replicated=1)
+    eval_fn = compile_eval_step(task, dp)
+    hooks = [periodic_actions.Profile(logdir=workdir, num_profile_steps=5)] if config.profile else []
+    state = dp.put_state(state)
+    rng = jax.random.key(config.seed + 1)
+    batches = dp.prefetch(task.train_batches(local_batch, start))
+    pending, t0, step0, eval_metrics = [], time.perf_counter(), start, {}
+    for step in range(start + 1, num_steps + 1):
+      state, metrics = train_fn(state, next(batches), rng)
+      pending.append(dp.get_metrics(metrics))
+      for hook in hooks:
+        hook(step)
+      if step % config.log_every_steps == 0 or step == num_steps:
+        rate = (step - step0) / (time.perf_counter() - t0)
+        report_train(writer, step, num_steps, _merge(pending), float(schedule(step - 1)), rate, config.batch_size)
+        pending, t0, step0 = [], time.perf_counter(), step
+      if step % config.eval_every_steps == 0 or step == num_steps:
+        variables = {'params': state.ema_params, 'batch_stats': state.ema_batch_stats}
+        eval_metrics = evaluate(task, dp, variables, local_batch, step_fn=eval_fn)
+        writer.write_scalars(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
+        logging.info('eval (EMA) at step %d: %s', step, eval_metrics)
+        t0 = time.perf_counter()
+      if step % config.checkpoint_every_steps == 0 or step == num_steps:
+        checkpoint.save(mngr, step, flax.serialization.to_state_dict(dp.get_state(state)), config.to_dict())
+    mngr.wait_until_finished()
+    writer.flush()
+    return eval_metrics
+
+
+def restore_or_init(task, tx, mngr, config) -> TrainState:
+  """A fresh state, or the latest checkpoint's when the workdir has one (a host copy, not yet on devices)."""
   start = check_resume(mngr, config)
   state = initial_state(task, tx, jax.random.key(config.seed))
-  if start is not None:
-    target = flax.serialization.to_state_dict(jax.device_get(state))
-    state = flax.serialization.from_state_dict(state, checkpoint.restore_state(mngr, start, target))
-    logging.info('Resumed from %s at step %d', checkpoint.checkpoint_dir(workdir), start)
-  start = int(state.step)
+  if start is None:
+    return state
+  target = flax.serialization.to_state_dict(jax.device_get(state))
+  logging.info('Resuming from checkpoint step %d', start)
+  return flax.serialization.from_state_dict(state, checkpoint.restore_state(mngr, start, target))
 
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  if start == 0:
-    writer.write_hparams({k: v for k, v in flatten(config.to_dict()).items()})
-  p_step = dp.compile(functools.partial(train_step, task=task, tx=tx, decay=config.ema_decay),
-                      num_sharded=1, num_replicated=1)
-  hooks = [periodic_actions.Profile(logdir=workdir, num_profile_steps=5)] if config.profile else []
-  state = dp.put_state(state)
-  rng = jax.random.key(config.seed + 1)
-  batches = dp.prefetch(task.train_batches(local_batch, start))
-  pending, t0, step0 = [], time.perf_counter(), start
-  eval_metrics = {}
-  for step in range(start + 1, num_steps + 1):
-    state, metrics = p_step(state, next(batches), rng)
-    pending.append(dp.get_metrics(metrics))
-    for hook in hooks:
-      hook(step)
-    if step % config.log_every_steps == 0 or step == num_steps:
-      train = _merge(pending)
-      dt = time.perf_counter() - t0
-      rate = (step - step0) / dt
-      train.update(learning_rate=float(schedule(step - 1)), steps_per_sec=rate, images_per_sec=rate * config.batch_size)
-      writer.write_scalars(step, {f'train/{k}': v for k, v in train.items()})
-      logging.info('step %d/%d  loss %.4f  top1 %.4f  lr %.4g  |  %.2f steps/s  %.1f img/s  ETA %s', step, num_steps,
-                   train['loss'], train['top1'], train['learning_rate'], rate, rate * config.batch_size,
-                   _eta((num_steps - step) / max(rate, 1e-9)))
-      pending, t0, step0 = [], time.perf_counter(), step
-    if step % config.eval_every_steps == 0 or step == num_steps:
-      variables = {'params': state.ema_params, 'batch_stats': state.ema_batch_stats}
-      eval_metrics = evaluate(task, dp, variables, local_batch)
-      writer.write_scalars(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
-      logging.info('eval (EMA) at step %d: %s', step, eval_metrics)
-      t0 = time.perf_counter()
-    if step % config.checkpoint_every_steps == 0 or step == num_steps:
-      host_state = flax.serialization.to_state_dict(dp.get_state(state))
-      checkpoint.save(mngr, step, host_state, config.to_dict())
-  mngr.wait_until_finished()
-  mngr.close()
-  writer.flush()
-  return eval_metrics
+
+def report_train(writer, step: int, num_steps: int, train: dict, lr: float, rate: float, batch_size: int):
+  """Writes train metrics and prints the console line: loss, accuracy, learning rate, speed and ETA."""
+  train.update(learning_rate=lr, steps_per_sec=rate, images_per_sec=rate * batch_size)
+  writer.write_scalars(step, {f'train/{k}': v for k, v in train.items()})
+  logging.info('step %d/%d  loss %.4f  top1 %.4f  lr %.4g  |  %.2f steps/s  %.1f img/s  ETA %s', step, num_steps,
+               train['loss'], train.get('top1', float('nan')), lr, rate, rate * batch_size,
+               _eta((num_steps - step) / max(rate, 1e-9)))
 
 
 def _eta(seconds: float) -> str:

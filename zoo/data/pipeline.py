@@ -35,7 +35,8 @@ def get_builder(name: str, data_dir: str | None):
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
-    raise DatasetError(f'Unknown TFDS dataset {name!r}; see `tfds.list_builders()` or use dataset=image_folder') from None
+    raise DatasetError(f'Unknown TFDS dataset {name!r}; see `tfds.list_builders()` or use '
+                       'dataset=image_folder') from None
   if not builder.is_prepared():
     if name in OFFLINE_DATASETS:
       builder.download_and_prepare()
@@ -50,7 +51,8 @@ def split_size(builder, split: str) -> int:
   try:
     return builder.info.splits[split].num_examples
   except (KeyError, ValueError):
-    raise DatasetError(f'Dataset {builder.name!r} has no split {split!r}; splits: {sorted(builder.info.splits)}') from None
+    raise DatasetError(f'Dataset {builder.name!r} has no split {split!r}; '
+                       f'splits: {sorted(builder.info.splits)}') from None
 
 
 def num_classes(builder) -> int:

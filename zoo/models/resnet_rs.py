@@ -161,7 +161,8 @@ class ResNetRS(nn.Module):
   def __call__(self, x, train: bool = False):
     dtype = as_dtype(self.dtype)
     x = x.astype(dtype)
-    x = Stem(tuple(self._width(w) for w in STEM_WIDTHS), self.bn_momentum, self.bn_axis_name, dtype, name='stem')(x, train)
+    stem_widths = tuple(self._width(w) for w in STEM_WIDTHS)
+    x = Stem(stem_widths, self.bn_momentum, self.bn_axis_name, dtype, name='stem')(x, train)
     for s, (n, w) in enumerate(zip(self.blocks, STAGE_WIDTHS)):
       # TF1 stochastic depth: one rate per stage, growing linearly with the stage index (2..5 of 5).
       rate = self.stochastic_depth_rate * (s + 2) / 5
