@@ -144,7 +144,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     train_fn = dp.compile(functools.partial(train_step, task=task, tx=tx, decay=config.ema_decay),
                           num_sharded=1, num_replicated=1)
     eval_fn = compile_eval_step(task, dp)
-    hooks = [periodic_actions.Profile(logdir=workdir, num_profile_steps=5)] if config.profile else []
+    # Profiles steps 10-14 (clu's default start), ending by step count, not by wall time.
+    hooks = ([periodic_actions.Profile(logdir=workdir, num_profile_steps=5, profile_duration_ms=None)]
+             if config.profile else [])
     state = dp.put_state(state)
     rng = jax.random.key(config.seed + 1)
     batches = dp.prefetch(task.train_batches(local_batch, start))
