@@ -14,6 +14,9 @@ Needs torch, timm and safetensors, e.g. in a separate venv (the zoo itself needs
   /tmp/timmvenv/bin/pip install torch==2.13.0 timm safetensors --extra-index-url https://download.pytorch.org/whl/cpu
   /tmp/timmvenv/bin/python tools/make_timm_fixtures.py
 Re-running rewrites the same fixtures (fixed seeds).
+
+`--volo` writes only the VOLO fixtures instead (volo_*: small timm VOLO models, see VOLO_MODELS), for
+tests/test_volo.py; the ResNet-RS files are left as they are.
 """
 import argparse
 import collections
@@ -146,5 +149,113 @@ def main():
       f'{n} {os.path.getsize(os.path.join(OUT, n)) // 1024} KiB' for n in sorted(os.listdir(OUT))))
 
 
+# name -> (timm VOLO kwargs, NCHW input, MixToken box (rows lo, hi, columns lo, hi) on the 1/16 grid). Same block
+# types as volo_d1, fewer and narrower: odd and non-square grids (5x4, 3x3), different heads per stage, stages of
+# two outlookers and of two transformer blocks.
+VOLO_MODELS = {
+    'volo_l2111_e32_48': (dict(layers=(2, 1, 1, 1), embed_dims=(32, 48, 48, 48), num_heads=(2, 4, 3, 6),
+                               mlp_ratio=3.0, stem_hidden_dim=16, img_size=(80, 64), num_classes=10),
+                          (2, 3, 80, 64), (1, 4, 0, 2)),
+    'volo_l1112_e16_32': (dict(layers=(1, 1, 1, 2), embed_dims=(16, 32, 32, 32), num_heads=(1, 2, 4, 2),
+                               mlp_ratio=4.0, stem_hidden_dim=8, img_size=48, num_classes=5),
+                          (3, 3, 48, 48), (0, 2, 1, 3)),
+}
+VOLO_FULL_SIZE = ('volo_d1_224', 'volo_d1_384')  # shapes only, for the layout tests
+ZOO_KWARGS = ('layers', 'embed_dims', 'num_heads', 'mlp_ratio', 'stem_hidden_dim', 'num_classes')
+
+
+@torch.no_grad()
+def randomize_volo(model, generator):
+  """Every weight random and O(1)-preserving (timm's N(0, 0.02) Linears would leave the logits near the biases)."""
+  for name, p in model.named_parameters():
+    if name.endswith('attn.attn.bias'):  # outlook attention's mixing weights: far from uniform
+      p.normal_(0.0, 1.0, generator=generator)
+    elif p.ndim == 2 or name.startswith('patch_embed.'):  # Linear and conv weights: fan-in scaled
+      fan_in = p[0].numel() if p.ndim > 1 else 1
+      # Sharper attention than fan-in scaling gives, so that parity sees which token attends where.
+      gain = 4.0 if name.endswith('attn.attn.weight') else 2.0 if name.endswith(('qkv.weight', 'q.weight')) else 1.0
+      p.normal_(0.0, gain * fan_in ** -0.5 if p.ndim > 1 else 0.1, generator=generator)
+    elif name.endswith('norm1.weight') or name.endswith('norm2.weight') or name == 'norm.weight':
+      p.uniform_(0.5, 1.5, generator=generator)
+    else:  # biases, LayerNorm shifts, pos_embed, cls_token
+      p.normal_(0.0, 0.3 if name in ('pos_embed', 'cls_token') else 0.1, generator=generator)
+  for m in model.modules():
+    if isinstance(m, torch.nn.BatchNorm2d):
+      m.weight.uniform_(0.5, 1.5, generator=generator)
+      m.bias.normal_(0.0, 0.2, generator=generator)
+      m.running_mean.normal_(0.0, 0.2, generator=generator)
+      m.running_var.uniform_(0.5, 2.0, generator=generator)
+      m.num_batches_tracked.fill_(123)
+
+
+def volo_fixture(name, kwargs, input_shape, box, seed):
+  """Weights, eval logits, and training outputs (batch-statistics BN) with and without a given MixToken box."""
+  from timm.models import volo
+  torch.manual_seed(seed)
+  model = volo.VOLO(**kwargs, use_mix_token=True)
+  randomize_volo(model, torch.Generator().manual_seed(seed))
+  state_dict = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
+  x = torch.randn(input_shape, generator=torch.Generator().manual_seed(seed + 1))
+  model.eval()
+  with torch.no_grad():
+    logits = model(x)
+    reference = model.double()(x.double())
+    model.float()
+  arrays = dict(input_nchw=x.numpy(), logits=logits.numpy())
+  # Training: timm's forward_train returns the class token's features, not its logits; the head is applied here.
+  real_rand_bbox = volo.rand_bbox
+  for tag, mix in (('train', False), ('train_mix', True)):
+    model.load_state_dict(state_dict)
+    model.train()
+    model.mix_token = mix
+    volo.rand_bbox = lambda *args, **kw: (box[0], box[2], box[1], box[3])  # timm's order: x1, y1, x2, y2
+    try:
+      with torch.no_grad():
+        cls, aux, bbox = model.forward_train(x)
+        arrays[f'{tag}_logits'] = model.head(cls).numpy()
+    finally:
+      volo.rand_bbox = real_rand_bbox
+    grid = (input_shape[2] // 16, input_shape[3] // 16)
+    arrays[f'{tag}_aux_logits'] = aux.reshape(input_shape[0], *grid, -1).numpy()
+  arrays['train_box'] = np.asarray(box, np.int32)
+  model.load_state_dict(state_dict)
+  save_file(state_dict, os.path.join(OUT, f'{name}.safetensors'))
+  np.savez_compressed(os.path.join(OUT, f'{name}.npz'), **arrays)
+  num_params = sum(p.numel() for p in model.parameters())
+  print(f'{name}: {num_params} params, |logits| <= {logits.abs().max():.3f}, '
+        f'float32 vs float64 timm: {(logits.double() - reference).abs().max():.2e}')
+  size = kwargs['img_size']
+  return {
+      'model': 'volo_d1',
+      'model_kwargs': {**{k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items() if k in ZOO_KWARGS},
+                       'image_size': list(size) if isinstance(size, tuple) else size},
+      'timm_kwargs': {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
+      'num_params': num_params,
+      'input_shape_nchw': list(input_shape),
+  }
+
+
+def volo_main():
+  os.makedirs(OUT, exist_ok=True)
+  manifest = {name: volo_fixture(name, *spec, seed=100 + i) for i, (name, spec) in enumerate(VOLO_MODELS.items())}
+  with open(os.path.join(OUT, 'volo_models.json'), 'w') as f:
+    json.dump(manifest, f, indent=1)
+  shapes = {}
+  for name in VOLO_FULL_SIZE:
+    with torch.device('meta'):
+      model = timm.create_model(name, pretrained=False)
+    shapes[name] = {k: list(v.shape) for k, v in model.state_dict().items()}
+  with open(os.path.join(OUT, 'volo_full_size_shapes.json'), 'w') as f:
+    json.dump(shapes, f, separators=(',', ':'))
+  print(f'timm {timm.__version__}, torch {torch.__version__}; wrote ' + ', '.join(
+      f'{n} {os.path.getsize(os.path.join(OUT, n)) // 1024} KiB' for n in sorted(os.listdir(OUT))
+      if n.startswith('volo_')))
+
+
 if __name__ == '__main__':
-  main()
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--volo', action='store_true', help='write only the VOLO fixtures')
+  if parser.parse_args().volo:
+    volo_main()
+  else:
+    main()

@@ -4,6 +4,7 @@ CLI: `python -m zoo.convert --model resnetrs50 --weights FILE --out DIR` writes 
 Families become convertible by registering their timm names (`register_timm`, see timm_resnet_rs.py).
 """
 from zoo.convert import timm_resnet_rs  # noqa: F401  (registers the ResNet-RS mapping)
+from zoo.convert import timm_volo  # noqa: F401  (registers the VOLO mapping)
 from zoo.convert.readers import load_weights
 from zoo.convert.timm import TIMM_FAMILIES, ConversionError, TimmFamily, from_timm, register_timm
 

@@ -34,11 +34,12 @@ class TimmFamily:
 
   `timm_key(path)` maps a flat flax path (collection first, e.g. ('params', 'head', 'kernel')) to a timm key.
   `guess(state_dict)`, optional, reads the model configuration off a file for the error message (never to build
-  the model: a mismatch is reported, not silently fixed). `input_shape` is the NHWC batch used to trace init.
+  the model: a mismatch is reported, not silently fixed). `input_shape` is the NHWC batch used to trace init, or a
+  function of the model giving it (where the variables depend on the input size, e.g. VOLO's position embedding).
   """
   timm_key: Callable[[tuple[str, ...]], str]
   guess: Callable[[dict], str | None] | None = None
-  input_shape: tuple[int, ...] = (1, 224, 224, 3)
+  input_shape: tuple[int, ...] | Callable[..., tuple[int, ...]] = (1, 224, 224, 3)
 
 
 TIMM_FAMILIES: dict[str, TimmFamily] = {}
@@ -78,8 +79,9 @@ def from_timm(name: str, state_dict: dict, **overrides) -> dict:
   """
   family = _family(name)
   model = create_model(name, **overrides)
+  shape = family.input_shape(model) if callable(family.input_shape) else family.input_shape
   abstract = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
-                            jax.ShapeDtypeStruct(family.input_shape, np.float32))
+                            jax.ShapeDtypeStruct(shape, np.float32))
   plan = {}  # timm key -> (flax path, variable shape and dtype)
   for path, leaf in traverse_util.flatten_dict(abstract).items():
     key = family.timm_key(path)

@@ -1,2 +1,3 @@
 """Model families; importing this package registers them all."""
 from zoo.models import resnet_rs  # noqa: F401
+from zoo.models import volo  # noqa: F401
