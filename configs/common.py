@@ -26,6 +26,8 @@ def classification() -> ml_collections.ConfigDict:
       randaugment_magnitude=10,
       randaugment_magnitude_std=0.0,
       randaugment_ops=(),  # () = all of RandAugment's operations
+      random_erasing=0.0,  # probability of erasing one box of the normalised image (timm's reprob, mode 'pixel')
+      token_labels=False,  # examples carry 'token_labels', a dense [H', W'] int label map (see zoo/data/pipeline.py)
       mean=IMAGENET_MEAN,
       std=IMAGENET_STD,
       shuffle_buffer=16_384,
@@ -35,9 +37,11 @@ def classification() -> ml_collections.ConfigDict:
   c.num_epochs = 90.0
   c.num_train_steps = -1  # > 0 overrides num_epochs
   c.optimizer = 'sgd'
-  c.learning_rate = 0.1  # per 256 examples; the peak is learning_rate * batch_size / 256
+  c.learning_rate = 0.1  # per lr_base_batch examples; the peak is learning_rate * batch_size / lr_base_batch
+  c.lr_base_batch = 256
   c.end_learning_rate = 0.0
   c.warmup_epochs = 5.0
+  c.cooldown_epochs = 0.0  # the last epochs stay at end_learning_rate (timm's cooldown); part of num_epochs
   c.momentum = 0.9
   c.nesterov = True
   c.adam_b1 = 0.9
@@ -45,6 +49,8 @@ def classification() -> ml_collections.ConfigDict:
   c.weight_decay = 4e-5
   c.label_smoothing = 0.1
   c.ema_decay = 0.9999
+  # A workdir (or `python -m zoo.convert` output) whose latest weights start a fresh run: see zoo/finetune.py.
+  c.init_from = ml_collections.FieldReference(None, field_type=str)
 
   c.parallelism = 'pmap'  # or 'shard_map'
   c.seed = 0

@@ -15,7 +15,7 @@ import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from zoo import checkpoint
+from zoo import checkpoint, finetune
 from zoo.errors import UserError
 from zoo.parallel import AXIS, DataParallel, check_batch_size
 from zoo.tasks import get_task
@@ -32,10 +32,13 @@ class TrainState:
 
 
 def learning_rate_schedule(config, steps_per_epoch: int, total_steps: int):
-  """Linear warm-up to `learning_rate * batch / 256`, then cosine decay to `end_learning_rate`."""
-  peak = config.learning_rate * config.batch_size / 256
-  warmup = min(int(config.warmup_epochs * steps_per_epoch), max(total_steps - 1, 0))
-  return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, 1), config.end_learning_rate)
+  """Linear warm-up to `learning_rate * batch / lr_base_batch`, cosine decay to `end_learning_rate`, which the last
+  `cooldown_epochs` keep (timm's cooldown). The linear-scaling rule's reference batch is a config key because recipes
+  quote their peak for different batches: ResNet-RS 0.1 per 256, VOLO 1.6e-3 at 1024."""
+  peak = config.learning_rate * config.batch_size / config.lr_base_batch
+  decay_end = max(total_steps - int(config.cooldown_epochs * steps_per_epoch), 1)
+  warmup = min(int(config.warmup_epochs * steps_per_epoch), decay_end - 1)
+  return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, decay_end, config.end_learning_rate)
 
 
 def optimizer(config, schedule, decay_mask) -> optax.GradientTransformation:
@@ -174,14 +177,26 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def restore_or_init(task, tx, mngr, config) -> TrainState:
-  """A fresh state, or the latest checkpoint's when the workdir has one (a host copy, not yet on devices)."""
+  """The latest checkpoint's state when the workdir has one (a host copy, not yet on devices), else a fresh state,
+  whose weights come from `config.init_from` when set (zoo/finetune.py; ignored on resuming: the workdir's own
+  checkpoint already started from them)."""
   start = check_resume(mngr, config)
   state = initial_state(task, tx, jax.random.key(config.seed))
   if start is None:
-    return state
+    return init_from(state, tx, config.init_from) if config.init_from else state
   target = flax.serialization.to_state_dict(jax.device_get(state))
   logging.info('Resuming from checkpoint step %d', start)
   return flax.serialization.from_state_dict(state, checkpoint.restore_state(mngr, start, target))
+
+
+def init_from(state: TrainState, tx, source: str) -> TrainState:
+  """`state` with the weights of `source` (adapted to the model), a fresh optimiser state, and the EMA on them."""
+  params, batch_stats = finetune.load(source)
+  params = finetune.adapt(params, state.params, 'params')
+  batch_stats = finetune.adapt(batch_stats, state.batch_stats, 'batch_stats')
+  copy = functools.partial(jax.tree.map, jnp.array)
+  return state.replace(params=params, batch_stats=batch_stats, opt_state=tx.init(params), ema_params=copy(params),
+                       ema_batch_stats=copy(batch_stats))
 
 
 def report_train(writer, step: int, num_steps: int, train: dict, lr: float, rate: float, batch_size: int):

@@ -3,6 +3,12 @@
 Determinism is by construction: the example order comes from a seeded shuffle of the host's shard, and every random
 augmentation is stateless, seeded by (seed, host, position in the stream). Resuming at step k therefore skips
 k * local_batch encoded records (no decoding) and continues with exactly the batches an uninterrupted run reads.
+
+Dense targets for token labelling (`input.token_labels=True`): every example then carries 'token_labels', an int
+[H', W'] map of class indices over the whole image (any H', W'; e.g. the argmax of a dense annotator's score map).
+Each training batch gets 'token_labels' [B, h, w] on the model's token grid: a token takes the label found under
+its centre after the Inception crop and the flip, which it follows exactly. RandAugment's geometric ops and random
+erasing leave the map as it is (TokenLabeling's own pipeline moves the map with rotations, shears and translations).
 """
 import math
 import os
@@ -83,8 +89,33 @@ def _to_uint8(x):
   return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
 
 
-def train_dataset(builder, cfg, local_batch: int, seed: int, start_step: int = 0) -> tf.data.Dataset:
-  """Endless, shuffled, augmented batches of this host; starts at global step `start_step`."""
+def _image_shape(encoded, channels: int):
+  """[H, W] of an encoded image: from the header of a JPEG, by decoding anything else."""
+  return tf.cond(tf.io.is_jpeg(encoded), lambda: tf.image.extract_jpeg_shape(encoded)[:2],
+                 lambda: tf.shape(tf.io.decode_image(encoded, channels=channels, expand_animations=False))[:2])
+
+
+def crop_token_labels(token_labels, image_hw, offset, size, grid: tuple[int, int]):
+  """Labels of the grid's tokens for the crop box (offset, size) of an image of `image_hw`: each token takes the
+  label of `token_labels` (a map over the whole image) under its centre, the point of the crop that the resize puts
+  at the token's centre."""
+  axes = []
+  for a in range(2):
+    n = tf.shape(token_labels)[a]
+    centres = (tf.cast(offset[a], tf.float32)
+               + (tf.range(grid[a], dtype=tf.float32) + 0.5) * tf.cast(size[a], tf.float32) / grid[a])
+    index = tf.cast(tf.floor(centres * tf.cast(n, tf.float32) / tf.cast(image_hw[a], tf.float32)), tf.int32)
+    axes.append(tf.clip_by_value(index, 0, n - 1))
+  out = tf.gather(tf.gather(token_labels, axes[0], axis=0), axes[1], axis=1)
+  out.set_shape(grid)
+  return out
+
+
+def train_dataset(builder, cfg, local_batch: int, seed: int, start_step: int = 0,
+                  token_grid: tuple[int, int] | None = None) -> tf.data.Dataset:
+  """Endless, shuffled, augmented batches of this host; starts at global step `start_step`.
+
+  With `token_grid` (h, w) the batches also hold the examples' 'token_labels' on that grid (module docstring)."""
   inp = cfg.input
   n = host_split_size(builder, cfg.train_split)
   if n < local_batch:
@@ -96,7 +127,8 @@ def train_dataset(builder, cfg, local_batch: int, seed: int, start_step: int = 0
   mean, std = inp.mean, inp.std
 
   def preprocess(index, example):
-    seeds = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(host_seed, index), 3)
+    # A split's first seeds do not depend on their count: the crop, flip and RandAugment draws predate erasing's.
+    seeds = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(host_seed, index), 4)
     image = augment.decode_and_inception_crop(example['image'], seeds[0], inp.image_size, channels=inp.channels,
                                               area_range=tuple(inp.area_range))
     if inp.flip:
@@ -105,7 +137,17 @@ def train_dataset(builder, cfg, local_batch: int, seed: int, start_step: int = 0
       image = tf.cast(augment.rand_augment(_to_uint8(image), seeds[2], inp.randaugment_layers,
                                            inp.randaugment_magnitude, inp.randaugment_magnitude_std,
                                            ops=tuple(inp.randaugment_ops) or None), tf.float32)
-    return {'image': augment.normalize(image, mean, std), 'label': tf.cast(example['label'], tf.int32)}
+    image = augment.normalize(image, mean, std)
+    if inp.random_erasing > 0:
+      image = augment.random_erasing(image, seeds[3], inp.random_erasing)
+    out = {'image': image, 'label': tf.cast(example['label'], tf.int32)}
+    if token_grid:
+      # The crop box is a function of the image's shape and the seed: the same box the image was cut with.
+      image_hw = _image_shape(example['image'], inp.channels)
+      offset, size = augment.sample_crop_box(image_hw, seeds[0], tuple(inp.area_range))
+      tokens = crop_token_labels(tf.cast(example['token_labels'], tf.int32), image_hw, offset, size, token_grid)
+      out['token_labels'] = augment.random_flip(tokens, seeds[1]) if inp.flip else tokens
+    return out
 
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -1,4 +1,8 @@
-"""Image classification: softmax cross-entropy with label smoothing, top-1 / top-5 accuracy."""
+"""Image classification: softmax cross-entropy with label smoothing, top-1 / top-5 accuracy.
+
+A model whose training output is a dict (VOLO's token-labelling contract, see zoo/models/volo.py) trains with the
+token-labelling loss instead; evaluation and metrics always use plain class logits.
+"""
 import flax
 import jax
 import jax.numpy as jnp
@@ -36,8 +40,39 @@ class EvalMetrics(metrics.Collection):
   top5: Top5
 
 
+AUX_WEIGHT = 0.5  # VOLO's dense_weight: loss = CE(class token) + 0.5 * CE(aux tokens)
+
+
+def smoothed_cross_entropy(logits, labels, smoothing: float):
+  """Cross-entropy against label-smoothed one-hot targets, per example; no [..., C] target is built (VOLO's aux
+  logits hold one row per token). Equal to optax.softmax_cross_entropy with optax.smooth_labels targets."""
+  log_p = jax.nn.log_softmax(logits)
+  nll = -jnp.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0]
+  return (1.0 - smoothing) * nll - smoothing * jnp.mean(log_p, axis=-1)
+
+
+def token_labelling_loss(outputs: dict, labels, smoothing: float, token_labels=None):
+  """Token labelling (Jiang et al. 2021) as VOLO trains: CE(cls) + AUX_WEIGHT * mean CE over the aux tokens.
+
+  MixToken pasted a box of image B-1-i into image i, so the class target is mix_lambda * y[i] + (1 - mix_lambda) *
+  y[B-1-i]. The model already swapped the box's aux tokens back, so every aux token of row i describes image i: its
+  target is `token_labels[i]` ([B, h, w] ints) when the data has dense targets, else image i's label.
+  """
+  lam = outputs['mix_lambda']
+  cls = lam * smoothed_cross_entropy(outputs['logits'], labels, smoothing) + (
+      1.0 - lam) * smoothed_cross_entropy(outputs['logits'], labels[::-1], smoothing)
+  aux = outputs['aux_logits']
+  if token_labels is None:
+    token_labels = jnp.broadcast_to(labels[:, None, None], aux.shape[:3])
+  elif token_labels.shape != aux.shape[:3]:
+    raise UserError(f'token_labels of shape {token_labels.shape} do not fit the model\'s token grid: its aux '
+                    f'logits have shape {aux.shape}')
+  return cls.mean() + AUX_WEIGHT * smoothed_cross_entropy(aux, token_labels, smoothing).mean()
+
+
 def weight_decay_mask(params):
-  """L2 regularisation applies to convolution and dense kernels only, never to BatchNorm parameters or biases."""
+  """Weight decay applies to convolution and dense kernels only: never to norm parameters, biases, or VOLO's
+  position embedding and class token (timm's rule for VOLO: no decay for 1-D tensors and {pos_embed, cls_token})."""
   return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == 'kernel', params)
 
 
@@ -59,13 +94,26 @@ class ClassificationTask:
     # Cross-replica BatchNorm: statistics of the global batch, as if it ran on one device.
     self.model = zoo.create_model(config.model, bn_axis_name='batch', **kwargs)
     self.steps_per_epoch = pipeline.split_size(self.builder, config.train_split) // config.batch_size
+    self.token_grid = self._token_grid() if config.input.token_labels else None
+
+  def _token_grid(self):
+    """The (h, w) grid of the model's aux tokens, onto which the pipeline maps the dense targets."""
+    grid = getattr(self.model, 'grid', None)
+    if grid is None:
+      raise UserError(f'input.token_labels=True needs a token-labelling model (volo_d*); {self.config.model} '
+                       'has no token grid')
+    if 'token_labels' not in self.builder.info.features:
+      raise pipeline.DatasetError(f'input.token_labels=True but dataset {self.config.dataset!r} has no '
+                                  f'\'token_labels\' feature (features: {sorted(self.builder.info.features)})')
+    return tuple(grid)
 
   def init_inputs(self, image_size=None):
     size = image_size or self.config.input.image_size
     return jnp.zeros((1, size, size, self.config.input.channels), jnp.float32)
 
   def train_batches(self, local_batch, start_step):
-    ds = pipeline.train_dataset(self.builder, self.config, local_batch, self.config.seed, start_step)
+    ds = pipeline.train_dataset(self.builder, self.config, local_batch, self.config.seed, start_step,
+                                token_grid=self.token_grid)
     return ds.as_numpy_iterator()
 
   def eval_batches(self, local_batch, image_size=None):
@@ -75,11 +123,18 @@ class ClassificationTask:
     return pipeline.eval_steps(self.builder, self.config.eval_split, local_batch)
 
   def train_loss(self, params, batch_stats, batch, rng):
-    """Mean smoothed cross-entropy of the local batch; returns (loss, (new_batch_stats, metric inputs))."""
-    logits, updates = self.model.apply({'params': params, 'batch_stats': batch_stats}, batch['image'], train=True,
-                                       rngs={'dropout': rng}, mutable=['batch_stats'])
-    targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], logits.shape[-1]), self.config.label_smoothing)
-    loss = optax.softmax_cross_entropy(logits, targets).mean()
+    """Mean loss of the local batch: smoothed cross-entropy, or the token-labelling loss for a model whose training
+    output is a dict. Returns (loss, (new_batch_stats, metric inputs)); top-1/top-5 compare the class logits with
+    the images' own labels, also in MixToken batches."""
+    outputs, updates = self.model.apply({'params': params, 'batch_stats': batch_stats}, batch['image'], train=True,
+                                        rngs={'dropout': rng}, mutable=['batch_stats'])
+    if isinstance(outputs, dict):
+      loss = token_labelling_loss(outputs, batch['label'], self.config.label_smoothing, batch.get('token_labels'))
+      logits = outputs['logits']
+    else:
+      logits = outputs
+      targets = optax.smooth_labels(jax.nn.one_hot(batch['label'], logits.shape[-1]), self.config.label_smoothing)
+      loss = optax.softmax_cross_entropy(logits, targets).mean()
     return loss, (updates['batch_stats'], {'logits': logits, 'labels': batch['label']})
 
   def eval_outputs(self, params, batch_stats, batch):
