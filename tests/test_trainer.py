@@ -146,22 +146,21 @@ def test_quickstart_config_learns(tfds_dir, tmp_path):
 
 
 def test_eval_cli_reads_ema_or_raw_weights_at_any_resolution(tfds_dir, pmap_run):
+  """eval.py in its own process (as users run it): EMA by default, raw on request, any resolution, one JSON line."""
   import glob
   import json
-  from zoo.evaluation import evaluate_checkpoint
-  c = tiny_config(tfds_dir, **NO_DROPOUT)
-  ema = evaluate_checkpoint(c, pmap_run)
-  raw = evaluate_checkpoint(c, pmap_run, use_ema=False)
+
+  def run_eval(*flags):
+    rc, out, err = run_cli('eval.py', '--config=configs/quickstart.py', f'--workdir={pmap_run}',
+                           f'--config.data_dir={tfds_dir}', '--config.model_kwargs.width_multiplier=0.125',
+                           '--config.model_kwargs.dropout_rate=0.0', '--config.batch_size=32', *flags, devices=8)
+    assert rc == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+  ema, raw, larger = run_eval(), run_eval('--use_ema=false'), run_eval('--image_size=36')
   assert ema['ema'] and not raw['ema'] and ema['step'] == raw['step'] == 4
-  assert ema['loss'] != raw['loss']
-  larger = evaluate_checkpoint(c, pmap_run, image_size=36)
-  assert larger['loss'] != ema['loss']
-  rc, out, err = run_cli('eval.py', '--config=configs/quickstart.py', f'--workdir={pmap_run}',
-                         f'--config.data_dir={tfds_dir}', '--config.model_kwargs.width_multiplier=0.125',
-                         '--config.model_kwargs.dropout_rate=0.0', '--config.batch_size=32', devices=8)
-  assert rc == 0, err[-3000:]
-  printed = json.loads(out.strip().splitlines()[-1])
-  assert printed == pytest.approx(ema)
+  assert ema['loss'] != raw['loss'] and larger['loss'] != ema['loss']
+  assert 0.0 <= ema['top1'] <= ema['top5'] <= 1.0
   # clu's writers left TensorBoard event files in the workdir.
   assert glob.glob(f'{pmap_run}/events.out.tfevents.*')
 

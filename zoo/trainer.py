@@ -171,6 +171,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         t0 = time.perf_counter()
       if step % config.checkpoint_every_steps == 0 or step == num_steps:
         checkpoint.save(mngr, step, flax.serialization.to_state_dict(dp.get_state(state)), config.to_dict())
+    batches.close()  # stops the input pipeline now rather than whenever it is collected
     mngr.wait_until_finished()
     writer.flush()
     return eval_metrics
