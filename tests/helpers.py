@@ -21,13 +21,18 @@ def tiny_config(data_dir, **overrides):
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 1000
   c.model_kwargs.width_multiplier = 0.125
+  return apply_overrides(c, overrides)
+
+
+def apply_overrides(config, overrides: dict):
+  """Sets dotted keys ('input.image_size': 32) as `--config.KEY=VALUE` flags would."""
   for key, value in overrides.items():
-    target = c
+    target = config
     *parents, leaf = key.split('.')
     for p in parents:
       target = target[p]
     target[leaf] = value
-  return c
+  return config
 
 
 def run_cli(script, *args, devices=None, timeout=600):
