@@ -110,8 +110,11 @@ def evaluate(task, dp: DataParallel, variables, local_batch: int, image_size: in
              step_fn=None) -> dict:
   """Metrics over the whole eval split; `variables` are on the devices. Pass `step_fn` to reuse a compiled step."""
   step_fn = step_fn or compile_eval_step(task, dp)
-  results = [dp.get_metrics(step_fn(variables, batch))
-             for batch in dp.prefetch(task.eval_batches(local_batch, image_size))]
+  results = []
+  for batch in dp.prefetch(task.eval_batches(local_batch, image_size)):
+    if results:  # one step in flight: XLA:CPU's collectives stall when dozens are queued on 8 host devices
+      jax.block_until_ready(results[-1])
+    results.append(dp.get_metrics(step_fn(variables, batch)))
   return _merge(results)
 
 
