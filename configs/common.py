@@ -1,12 +1,47 @@
-"""Defaults shared by every classification config; each experiment file overrides what it changes."""
+"""Defaults shared by the configs: `trainer()` holds what zoo/trainer.py reads (optimiser, schedule, EMA,
+parallelism, logging, checkpoints), `classification()` adds the classification task's model, data and input keys;
+each experiment file overrides what it changes."""
 import ml_collections
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 
-def classification() -> ml_collections.ConfigDict:
+def trainer() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  c.batch_size = 256  # global, over all devices and hosts
+  c.num_epochs = 90.0
+  c.num_train_steps = -1  # > 0 overrides num_epochs
+  c.optimizer = 'sgd'
+  c.learning_rate = 0.1  # per lr_base_batch examples; the peak is learning_rate * batch_size / lr_base_batch
+  c.lr_base_batch = 256
+  c.end_learning_rate = 0.0
+  c.warmup_epochs = 5.0
+  c.cooldown_epochs = 0.0  # the last epochs stay at end_learning_rate (timm's cooldown); part of num_epochs
+  c.schedule = 'cosine'  # linear warm-up then cosine; 'step': constant, times lr_step_factor at each boundary
+  c.lr_step_boundaries = (0.5,)  # 'step' schedule: fractions of training
+  c.lr_step_factor = 0.1
+  c.momentum = 0.9
+  c.nesterov = True
+  c.adam_b1 = 0.9
+  c.adam_b2 = 0.999
+  c.weight_decay = 4e-5
+  c.ema_decay = 0.9999
+  # A workdir (or `python -m zoo.convert` output) whose latest weights start a fresh run: see zoo/finetune.py.
+  c.init_from = ml_collections.FieldReference(None, field_type=str)
+
+  c.parallelism = 'pmap'  # or 'shard_map'
+  c.seed = 0
+  c.log_every_steps = 100
+  c.eval_every_steps = 5000
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.profile = False
+  return c
+
+
+def classification() -> ml_collections.ConfigDict:
+  c = trainer()
   c.task = 'classification'
   c.model = 'resnetrs50'
   c.model_kwargs = ml_collections.ConfigDict(dict(dtype='float32'))  # computation dtype; params stay float32
@@ -33,30 +68,5 @@ def classification() -> ml_collections.ConfigDict:
       shuffle_buffer=16_384,
   ))
 
-  c.batch_size = 256  # global, over all devices and hosts
-  c.num_epochs = 90.0
-  c.num_train_steps = -1  # > 0 overrides num_epochs
-  c.optimizer = 'sgd'
-  c.learning_rate = 0.1  # per lr_base_batch examples; the peak is learning_rate * batch_size / lr_base_batch
-  c.lr_base_batch = 256
-  c.end_learning_rate = 0.0
-  c.warmup_epochs = 5.0
-  c.cooldown_epochs = 0.0  # the last epochs stay at end_learning_rate (timm's cooldown); part of num_epochs
-  c.momentum = 0.9
-  c.nesterov = True
-  c.adam_b1 = 0.9
-  c.adam_b2 = 0.999
-  c.weight_decay = 4e-5
   c.label_smoothing = 0.1
-  c.ema_decay = 0.9999
-  # A workdir (or `python -m zoo.convert` output) whose latest weights start a fresh run: see zoo/finetune.py.
-  c.init_from = ml_collections.FieldReference(None, field_type=str)
-
-  c.parallelism = 'pmap'  # or 'shard_map'
-  c.seed = 0
-  c.log_every_steps = 100
-  c.eval_every_steps = 5000
-  c.checkpoint_every_steps = 1000
-  c.keep_checkpoints = 3
-  c.profile = False
   return c

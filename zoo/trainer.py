@@ -32,10 +32,19 @@ class TrainState:
 
 
 def learning_rate_schedule(config, steps_per_epoch: int, total_steps: int):
-  """Linear warm-up to `learning_rate * batch / lr_base_batch`, cosine decay to `end_learning_rate`, which the last
-  `cooldown_epochs` keep (timm's cooldown). The linear-scaling rule's reference batch is a config key because recipes
-  quote their peak for different batches: ResNet-RS 0.1 per 256, VOLO 1.6e-3 at 1024."""
+  """The peak is `learning_rate * batch / lr_base_batch` (the linear-scaling rule's reference batch is a config key
+  because recipes quote their peak for different batches: ResNet-RS 0.1 per 256, VOLO 1.6e-3 at 1024).
+
+  'cosine': linear warm-up to the peak, cosine decay to `end_learning_rate`, which the last `cooldown_epochs` keep
+  (timm's cooldown). 'step': the peak, times `lr_step_factor` at each of `lr_step_boundaries` (fractions of training;
+  DnCNN's Adam recipe divides by 10 half way).
+  """
   peak = config.learning_rate * config.batch_size / config.lr_base_batch
+  if config.schedule == 'step':
+    boundaries = {max(int(f * total_steps), 1): config.lr_step_factor for f in config.lr_step_boundaries}
+    return optax.piecewise_constant_schedule(peak, boundaries)
+  if config.schedule != 'cosine':
+    raise UserError(f"schedule must be 'cosine' or 'step', got {config.schedule!r}")
   decay_end = max(total_steps - int(config.cooldown_epochs * steps_per_epoch), 1)
   warmup = min(int(config.warmup_epochs * steps_per_epoch), decay_end - 1)
   return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, decay_end, config.end_learning_rate)
@@ -204,12 +213,12 @@ def init_from(state: TrainState, tx, source: str) -> TrainState:
 
 
 def report_train(writer, step: int, num_steps: int, train: dict, lr: float, rate: float, batch_size: int):
-  """Writes train metrics and prints the console line: loss, accuracy, learning rate, speed and ETA."""
+  """Writes train metrics and prints the console line: the task's metrics, learning rate, speed and ETA."""
+  shown = '  '.join(f'{k} {v:.4g}' for k, v in train.items() if k != 'grad_norm')
   train.update(learning_rate=lr, steps_per_sec=rate, images_per_sec=rate * batch_size)
   writer.write_scalars(step, {f'train/{k}': v for k, v in train.items()})
-  logging.info('step %d/%d  loss %.4f  top1 %.4f  lr %.4g  |  %.2f steps/s  %.1f img/s  ETA %s', step, num_steps,
-               train['loss'], train.get('top1', float('nan')), lr, rate, rate * batch_size,
-               _eta((num_steps - step) / max(rate, 1e-9)))
+  logging.info('step %d/%d  %s  lr %.4g  |  %.2f steps/s  %.1f img/s  ETA %s', step, num_steps, shown, lr, rate,
+               rate * batch_size, _eta((num_steps - step) / max(rate, 1e-9)))
 
 
 def _eta(seconds: float) -> str:

@@ -6,8 +6,9 @@ The trainer (zoo/trainer.py) knows no model; it asks `get_task(config)` for an o
 """
 from zoo.errors import UserError
 from zoo.tasks.classification import ClassificationTask
+from zoo.tasks.denoising import DenoisingTask
 
-TASKS = {'classification': ClassificationTask}
+TASKS = {'classification': ClassificationTask, 'denoising': DenoisingTask}
 
 
 def get_task(config):
