@@ -6,6 +6,8 @@ import sys
 import jax
 import numpy as np
 
+from zoo.cli import apply_overrides  # noqa: F401  (re-exported for the tests)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -22,17 +24,6 @@ def tiny_config(data_dir, **overrides):
   c.checkpoint_every_steps = 1000
   c.model_kwargs.width_multiplier = 0.125
   return apply_overrides(c, overrides)
-
-
-def apply_overrides(config, overrides: dict):
-  """Sets dotted keys ('input.image_size': 32) as `--config.KEY=VALUE` flags would."""
-  for key, value in overrides.items():
-    target = config
-    *parents, leaf = key.split('.')
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
-  return config
 
 
 def run_cli(script, *args, devices=None, timeout=600):

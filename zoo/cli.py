@@ -40,3 +40,14 @@ def parse_flags(argv):
     sys.exit(f'error: {_last_line(e)}')
   except (AttributeError, KeyError):
     sys.exit(f'error: {_unknown_key(argv)}')
+
+
+def apply_overrides(config, overrides: dict):
+  """Sets dotted keys ({'input.image_size': 32}) on `config` as `--config.KEY=VALUE` flags would; returns it."""
+  for key, value in overrides.items():
+    *parents, leaf = key.split('.')
+    target = config
+    for parent in parents:
+      target = target[parent]
+    target[leaf] = value
+  return config

@@ -121,7 +121,7 @@ def evaluate(task, dp: DataParallel, variables, local_batch: int, image_size: in
   step_fn = step_fn or compile_eval_step(task, dp)
   results = []
   for batch in dp.prefetch(task.eval_batches(local_batch, image_size)):
-    if results:  # one step in flight: XLA:CPU's collectives stall when dozens are queued on 8 host devices
+    if results:  # one step in flight: XLA:CPU's collectives stall when steps queue (see train_and_evaluate)
       jax.block_until_ready(results[-1])
     results.append(dp.get_metrics(step_fn(variables, batch)))
   return _merge(results)
@@ -166,9 +166,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
     rng = jax.random.key(config.seed + 1)
     batches = dp.prefetch(task.train_batches(local_batch, start))
     pending, t0, step0, eval_metrics = [], time.perf_counter(), start, {}
+    # XLA:CPU runs every device's share of a step on one thread pool; with several steps queued, their collectives
+    # can wait on each other for ever (seen on 8 host devices). There the next step starts when the last ended;
+    # accelerators queue steps freely.
+    one_in_flight = jax.default_backend() == 'cpu'
     for step in range(start + 1, num_steps + 1):
       state, metrics = train_fn(state, next(batches), rng)
       pending.append(dp.get_metrics(metrics))
+      if one_in_flight:
+        jax.block_until_ready(pending[-1])
       for hook in hooks:
         hook(step)
       if step % config.log_every_steps == 0 or step == num_steps:
