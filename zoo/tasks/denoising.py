@@ -90,6 +90,13 @@ class DenoisingTask:
     noise = self.config.noise
     return (noise.eval_sigma or noise.sigma) / 255.0
 
+  def _eval_batch(self, local_batch: int) -> int:
+    """The trainer's batch, or fewer: just enough for this host's images in whole steps of its devices (a few
+    large images need not be padded to a training batch)."""
+    devices = jax.local_device_count()
+    per_host = -(-len(self.eval_images) // jax.process_count())
+    return min(local_batch, -(-per_host // devices) * devices)
+
   def eval_batches(self, local_batch: int, image_size=None):
     """{'clean', 'noisy', 'mask'} batches of this host's held-out images; the noise is fixed by the seed."""
     images = self.eval_images[jax.process_index()::jax.process_count()]
@@ -97,16 +104,17 @@ class DenoisingTask:
       images = np.stack([natural_images.center_crop(im[..., 0], image_size) for im in images])[..., None]
     rng = np.random.default_rng(self.config.seed)
     noisy = (images + self._eval_sigma() * rng.standard_normal(images.shape)).astype(np.float32)
-    for start in range(0, self.num_eval_steps(local_batch) * local_batch, local_batch):
-      clean, dirty = images[start:start + local_batch], noisy[start:start + local_batch]
-      pad = local_batch - len(clean)
+    batch = self._eval_batch(local_batch)
+    for start in range(0, self.num_eval_steps(local_batch) * batch, batch):
+      clean, dirty = images[start:start + batch], noisy[start:start + batch]
+      pad = batch - len(clean)
       zeros = np.zeros((pad,) + images.shape[1:], np.float32)
       yield {'clean': np.concatenate([clean, zeros]), 'noisy': np.concatenate([dirty, zeros]),
              'mask': np.concatenate([np.ones(len(clean), np.float32), np.zeros(pad, np.float32)])}
 
   def num_eval_steps(self, local_batch: int) -> int:
     per_host = -(-len(self.eval_images) // jax.process_count())
-    return -(-per_host // local_batch)
+    return -(-per_host // self._eval_batch(local_batch))
 
   def train_loss(self, params, batch_stats, batch, rng):
     clean = batch['image'].astype(jnp.float32) / 255.0
