@@ -24,13 +24,6 @@ from absl import app, flags
 
 from zoo.errors import UserError
 
-flags.DEFINE_string('workdir', None, 'Workdir of a trained denoiser (configs/denoiser.py).')
-flags.DEFINE_integer('step', -1, 'Checkpoint step; -1 takes the latest.')
-flags.DEFINE_integer('image_size', 0, 'Image size of the layer operator norms; 0 = the training patch size.')
-flags.DEFINE_integer('iterations', 500, 'Power iterations per layer norm.')
-flags.DEFINE_integer('num_images', 3, 'Held-out images at which the Jacobian norm of N is estimated.')
-flags.DEFINE_integer('jacobian_size', 64, 'Centre crop of those images.')
-flags.DEFINE_integer('jacobian_iterations', 100, 'Power iterations per Jacobian norm.')
 FLAGS = flags.FLAGS
 
 
@@ -129,6 +122,17 @@ def print_report(report: dict) -> None:
   print(json.dumps(report))
 
 
+def define_flags():
+  """The CLI's flags, defined only when it runs: the module is also a library (zoo/inverse/experiments.py)."""
+  flags.DEFINE_string('workdir', None, 'Workdir of a trained denoiser (configs/denoiser.py).')
+  flags.DEFINE_integer('step', -1, 'Checkpoint step; -1 takes the latest.')
+  flags.DEFINE_integer('image_size', 0, 'Image size of the layer operator norms; 0 = the training patch size.')
+  flags.DEFINE_integer('iterations', 500, 'Power iterations per layer norm.')
+  flags.DEFINE_integer('num_images', 3, 'Held-out images at which the Jacobian norm of N is estimated.')
+  flags.DEFINE_integer('jacobian_size', 64, 'Centre crop of those images.')
+  flags.DEFINE_integer('jacobian_iterations', 100, 'Power iterations per Jacobian norm.')
+
+
 def main(argv):
   del argv
   from zoo.inverse import trained
@@ -145,4 +149,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
