@@ -32,6 +32,8 @@ MASKS = ('random', 'radial', 'cartesian')
 # The reference scripts' parameters (zoo/inverse/pnp.py): our alpha is the prox weight, theirs is 1 / (2 alpha).
 CSMRI = dict(sigma=15, admm_alpha=4.0, fbs_step=0.4)
 POISSON = dict(sigma=40, admm_alpha=0.1, fbs_step=0.1)
+# Spectral-norm vectors are first converged on the trained weights (zoo/inverse/trained.py); no-op without SN.
+POWER_ITERATIONS = 1000
 README_START, README_END = '<!-- pnp-experiments:start -->', '<!-- pnp-experiments:end -->'
 
 
@@ -55,7 +57,7 @@ def trained_denoiser(sn: str, sigma: int):
   if not done:
     logging.info('training %s', workdir)
     trainer.train_and_evaluate(denoiser_config(sn, sigma, FLAGS.data_dir, FLAGS.train_steps), workdir)
-  return trained.load(workdir)
+  return trained.load(workdir, power_iterations=POWER_ITERATIONS)
 
 
 def geometric_rate(residuals) -> float:

@@ -8,7 +8,7 @@ Reported, for the checkpoint's weights in evaluation mode:
   the convolution and its adjoint until it settles - the kernel the layer really uses, after spectral normalisation;
 - every BatchNorm's largest channel gain |gamma| / sqrt(var + eps) (BN is a per-channel affine map in evaluation);
 - their product, an upper bound of Lip(N), since the registered denoisers chain 'SAME' stride-1 convolutions, BN and
-  1-Lipschitz ReLUs;
+  1-Lipschitz ReLUs (up to the precision of the layers' power iterations, which approach each norm from below);
 - a power-iteration estimate of ||J_N(x)|| at noisy held-out images x (centre crops), a lower bound of Lip(N);
 and whether each condition holds: certified by the bound, or only at the tested images.
 The whole report is printed as one JSON line at the end.
@@ -131,6 +131,8 @@ def define_flags():
   flags.DEFINE_integer('num_images', 3, 'Held-out images at which the Jacobian norm of N is estimated.')
   flags.DEFINE_integer('jacobian_size', 64, 'Centre crop of those images.')
   flags.DEFINE_integer('jacobian_iterations', 100, 'Power iterations per Jacobian norm.')
+  flags.DEFINE_integer('power_iterations', 0, 'First advance the spectral-norm vectors by this many iterations on '
+                       'the trained weights (zoo/inverse/trained.py), as the experiments do; 0: as trained.')
 
 
 def main(argv):
@@ -139,7 +141,8 @@ def main(argv):
   try:
     if not FLAGS.workdir:
       raise UserError('--workdir is required: the workdir of a trained denoiser')
-    model, variables, config = trained.load(FLAGS.workdir, None if FLAGS.step < 0 else FLAGS.step)
+    model, variables, config = trained.load(FLAGS.workdir, None if FLAGS.step < 0 else FLAGS.step,
+                                           power_iterations=FLAGS.power_iterations)
     size = FLAGS.image_size or config['input']['patch_size']
     report = certify(model, variables, config, size, FLAGS.iterations, FLAGS.num_images, FLAGS.jacobian_size,
                      FLAGS.jacobian_iterations)
