@@ -19,6 +19,7 @@ from zoo.data import natural_images
 from zoo.data.pipeline import DatasetError
 from zoo.errors import UserError
 from zoo.inverse.metrics import psnr
+from zoo.tasks.classification import weight_decay_mask
 
 
 @flax.struct.dataclass
@@ -33,10 +34,6 @@ class EvalMetrics(metrics.Collection):
   loss: metrics.Average.from_output('loss')
   psnr: metrics.Average.from_output('psnr')
   psnr_noisy: metrics.Average.from_output('psnr_noisy')
-
-
-def weight_decay_mask(params):
-  return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == 'kernel', params)
 
 
 class DenoisingTask:
