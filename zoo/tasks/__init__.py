@@ -7,8 +7,9 @@ The trainer (zoo/trainer.py) knows no model; it asks `get_task(config)` for an o
 from zoo.errors import UserError
 from zoo.tasks.classification import ClassificationTask
 from zoo.tasks.denoising import DenoisingTask
+from zoo.tasks.reconstruction import ReconstructionTask
 
-TASKS = {'classification': ClassificationTask, 'denoising': DenoisingTask}
+TASKS = {'classification': ClassificationTask, 'denoising': DenoisingTask, 'reconstruction': ReconstructionTask}
 
 
 def get_task(config):

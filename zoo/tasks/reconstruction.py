@@ -1,0 +1,217 @@
+"""MRI reconstruction: a network of (k-space, mask), such as pdnet, learns the image from undersampled k-space.
+
+Images (`dataset`):
+- 'skimage' (offline, the default): magnitudes from scikit-image's grey photographs (zoo/data/natural_images.py).
+  Training takes the image_size crops at `input.patch_stride` of the train photographs (uint8, flipped and rotated
+  by stateless seeds); held out are the test photographs, centre-cropped, and the Shepp-Logan phantom, resized. MRI
+  images are complex, so each magnitude gets a smooth random phase (`smooth_phase`): a real image has a
+  conjugate-symmetric k-space, half of which determines the rest, a shortcut that measured data does not offer.
+- 'fastmri': complex slices of fastMRI's single-coil knees, measured phase kept (zoo/data/fastmri.py), flipped and
+  rotated in training the same way.
+
+Measurement: y = mask * (F x + noise_std (n + i n')), F the orthonormal FFT of zoo/inverse/mri.py, n and n' standard
+normal, and one fixed mask for every image (`kspace.mask` at `kspace.accel`, drawn from `kspace.mask_seed`), as PD-Net
+trains one network per mask. Training simulates on the device in `train_loss` from the step's rng, so every step
+brings a fresh phase and fresh noise; evaluation simulates once on the host from `seed`, so every evaluation sees the
+same k-space. The target is |x|, the loss the MSE of the output magnitude. Evaluation reports PSNR (peak 1), SSIM and
+NMSE of the output clipped to [0, 1], and the PSNR of the zero-filled |A* y|, clipped alike, for reference.
+"""
+import functools
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import skimage.data
+import skimage.transform
+import tensorflow as tf
+from clu import metrics
+
+import zoo
+from zoo.data import fastmri, natural_images
+from zoo.data.pipeline import DatasetError
+from zoo.errors import UserError
+from zoo.inverse import mri
+from zoo.inverse.metrics import nmse, psnr, ssim
+from zoo.tasks.classification import weight_decay_mask
+
+DATASETS = ('skimage', 'fastmri')
+# A photograph's phase: white noise low-passed by a Gaussian of this width in cycles per image (equally smooth at any
+# image size), scaled to peak pi.
+PHASE_CYCLES = 2.0
+
+
+@flax.struct.dataclass
+class TrainMetrics(metrics.Collection):
+  loss: metrics.Average.from_output('loss')
+  psnr: metrics.Average.from_output('psnr')
+  grad_norm: metrics.Average.from_output('grad_norm')
+
+
+@flax.struct.dataclass
+class EvalMetrics(metrics.Collection):
+  loss: metrics.Average.from_output('loss')
+  psnr: metrics.Average.from_output('psnr')
+  ssim: metrics.Average.from_output('ssim')
+  nmse: metrics.Average.from_output('nmse')
+  psnr_zero_filled: metrics.Average.from_output('psnr_zero_filled')
+
+
+class KSpaceInput(nn.Module):
+  """The trainer initialises and applies a model on one input; reconstruction networks take two. This one takes
+  {'kspace', 'mask'} and shares the network's scope, so the parameters and checkpoints are the bare network's."""
+  net: nn.Module
+
+  def setup(self):
+    nn.share_scope(self, self.net)
+
+  def __call__(self, inputs, train: bool = False):
+    return self.net(inputs['kspace'], inputs['mask'], train=train)
+
+
+def smooth_phase(noise):
+  """A smooth random phase [..., H, W] in [-pi, pi] from white noise of that shape (numpy or jax)."""
+  h, w = noise.shape[-2:]
+  ky, kx = np.meshgrid(np.fft.fftfreq(h) * h, np.fft.fftfreq(w) * w, indexing='ij')
+  lowpass = np.exp(-(ky ** 2 + kx ** 2) / (2 * PHASE_CYCLES ** 2))
+  field = jnp.real(jnp.fft.ifft2(jnp.fft.fft2(noise) * lowpass))
+  return np.pi * field / jnp.max(jnp.abs(field), axis=(-2, -1), keepdims=True)
+
+
+@functools.cache
+def sampling_mask(kind: str, shape: tuple, accel: float, seed: int) -> np.ndarray:
+  return mri.make_mask(kind, shape, accel=accel, seed=seed)
+
+
+def _pad(array: np.ndarray, size: int) -> np.ndarray:
+  return np.concatenate([array, np.zeros((size - len(array),) + array.shape[1:], array.dtype)])
+
+
+class ReconstructionTask:
+  """Undersampled single-coil MRI of photographs with a simulated phase, or of fastMRI knees."""
+  TrainMetrics = TrainMetrics
+  EvalMetrics = EvalMetrics
+  weight_decay_mask = staticmethod(weight_decay_mask)
+
+  def __init__(self, config):
+    self.config = config
+    size = config.input.image_size
+    if config.dataset not in DATASETS:
+      raise DatasetError(f'Unknown reconstruction dataset {config.dataset!r}; valid: {", ".join(DATASETS)}')
+    if config.kspace.noise_std < 0:
+      raise UserError(f'kspace.noise_std must be >= 0, got {config.kspace.noise_std}')
+    self.sampling_mask((size, size))  # a bad mask kind or acceleration fails here, before any data is read
+    if config.dataset == 'fastmri':
+      images = fastmri.load(config.data_dir, config.train_split, size, config.input.crop)
+      examples = np.stack([images.real, images.imag], axis=-1).astype(np.float32)
+    else:
+      photos = natural_images.load(config.dataset, config.train_split)
+      examples = natural_images.patches(photos, size, config.input.patch_stride)
+    self.examples = examples[jax.process_index()::jax.process_count()]
+    if len(self.examples) < config.batch_size // jax.process_count():
+      raise DatasetError(f'{len(self.examples)} training images on this host, fewer than one batch')
+    self.steps_per_epoch = len(examples) // config.batch_size
+    self.eval_images = self.held_out(size)
+    self.num_eval_images = len(self.eval_images)
+    self._eval_data = {}
+    self.model = KSpaceInput(zoo.create_model(config.model, **config.model_kwargs))
+
+  def sampling_mask(self, shape) -> np.ndarray:
+    k = self.config.kspace
+    return sampling_mask(k.mask, tuple(shape), k.accel, k.mask_seed)
+
+  def held_out(self, size: int) -> np.ndarray:
+    """All held-out images at size x size: complex64 for fastMRI, float32 magnitudes for photographs."""
+    c = self.config
+    if c.dataset == 'fastmri':
+      return fastmri.load(c.data_dir, c.eval_split, size, c.input.crop)
+    photos = [natural_images.center_crop(im, size) for im in natural_images.load(c.dataset, c.eval_split)]
+    phantom = skimage.transform.resize(skimage.data.shepp_logan_phantom(), (size, size), anti_aliasing=True)
+    return np.stack(photos + [phantom]).astype(np.float32)
+
+  def init_inputs(self, image_size=None):
+    size = self.config.input.image_size
+    return {'kspace': jnp.zeros((1, size, size, 2), jnp.float32), 'mask': jnp.ones((1, size, size), jnp.float32)}
+
+  def train_batches(self, local_batch: int, start_step: int):
+    """Endless batches {'image'}: uint8 magnitudes [B, size, size, 1] of photographs, or float32 complex images
+    [B, size, size, 2] (real, imaginary) of fastMRI; a seeded shuffle of the host's examples and the eight
+    flips/rotations by stateless seeds, so resuming at `start_step` skips to exactly the batches of a straight run."""
+    seed = tf.constant([self.config.seed, jax.process_index()], tf.int64)
+
+    def augment(index, image):
+      draws = tf.random.stateless_uniform([2], tf.random.experimental.stateless_fold_in(seed, index), 0, 4, tf.int32)
+      image = tf.image.rot90(image, draws[0])
+      return {'image': tf.cond(draws[1] >= 2, lambda: tf.image.flip_left_right(image), lambda: image)}
+
+    ds = tf.data.Dataset.from_tensor_slices(self.examples)
+    ds = ds.shuffle(len(self.examples), seed=self.config.seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.enumerate().skip(start_step * local_batch).map(augment, num_parallel_calls=tf.data.AUTOTUNE,
+                                                           deterministic=True)
+    return ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+
+  def measure(self, x, noise):
+    """k-space channels [B, H, W, 2] of y = mask * (F x + noise_std noise) for complex images x [B, H, W] and noise
+    [B, H, W, 2] (real, imaginary), and the mask broadcast to [B, H, W]."""
+    mask = self.sampling_mask(x.shape[-2:])
+    y = mri.forward(x, mask) + self.config.kspace.noise_std * mask * mri.from_channels(noise)
+    return mri.to_channels(y), jnp.broadcast_to(mask, x.shape)
+
+  def eval_data(self, size: int):
+    """(k-space [N, size, size, 2], targets [N, size, size, 1]) of this host's held-out images, simulated once from
+    `seed`: the photographs' phase, then the noise."""
+    if size not in self._eval_data:
+      x = self.eval_images if size == self.config.input.image_size else self.held_out(size)
+      x = x[jax.process_index()::jax.process_count()]
+      rng = np.random.default_rng(self.config.seed)
+      if not np.iscomplexobj(x):
+        x = x * np.exp(1j * np.asarray(smooth_phase(rng.standard_normal(x.shape))))
+      kspace, _ = self.measure(x, rng.standard_normal(x.shape + (2,)))
+      self._eval_data[size] = (np.asarray(kspace, np.float32), np.abs(x)[..., None].astype(np.float32))
+    return self._eval_data[size]
+
+  def _eval_batch(self, local_batch: int) -> int:
+    """The trainer's batch, or fewer: just enough for this host's images in whole steps of its devices."""
+    devices = jax.local_device_count()
+    per_host = -(-self.num_eval_images // jax.process_count())
+    return min(local_batch, -(-per_host // devices) * devices)
+
+  def eval_batches(self, local_batch: int, image_size=None):
+    """{'kspace', 'target', 'mask'} batches of this host's held-out images; 'mask' is 0 on padding."""
+    kspace, target = self.eval_data(image_size or self.config.input.image_size)
+    batch = self._eval_batch(local_batch)
+    for start in range(0, self.num_eval_steps(local_batch) * batch, batch):
+      real = np.ones(len(target[start:start + batch]), np.float32)
+      yield {'kspace': _pad(kspace[start:start + batch], batch), 'target': _pad(target[start:start + batch], batch),
+             'mask': _pad(real, batch)}
+
+  def num_eval_steps(self, local_batch: int) -> int:
+    per_host = -(-self.num_eval_images // jax.process_count())
+    return -(-per_host // self._eval_batch(local_batch))
+
+  def train_loss(self, params, batch_stats, batch, rng):
+    image = batch['image']
+    phase_rng, noise_rng = jax.random.split(rng)
+    if image.shape[-1] == 1:  # a photograph's magnitude: give it a phase
+      magnitude = image[..., 0].astype(jnp.float32) / 255.0
+      x = magnitude * jnp.exp(1j * smooth_phase(jax.random.normal(phase_rng, magnitude.shape)))
+    else:
+      x = mri.from_channels(image)
+    kspace, mask = self.measure(x, jax.random.normal(noise_rng, x.shape + (2,)))
+    recon, updates = self.model.apply({'params': params, 'batch_stats': batch_stats},
+                                      {'kspace': kspace, 'mask': mask}, train=True, mutable=['batch_stats'])
+    target = jnp.abs(x)[..., None]
+    loss = jnp.mean(jnp.square(recon - target))
+    return loss, (updates.get('batch_stats', {}), {'psnr': psnr(recon, target)})
+
+  def eval_outputs(self, params, batch_stats, batch):
+    kspace, target = batch['kspace'], batch['target']
+    mask = jnp.broadcast_to(self.sampling_mask(target.shape[1:3]), target.shape[:3])
+    recon = self.model.apply({'params': params, 'batch_stats': batch_stats}, {'kspace': kspace, 'mask': mask},
+                             train=False)
+    recon = jnp.clip(recon, 0.0, 1.0)
+    zero_filled = jnp.clip(jnp.abs(mri.adjoint(mri.from_channels(kspace), mask)), 0.0, 1.0)[..., None]
+    return {'loss': jnp.mean(jnp.square(recon - target), axis=(1, 2, 3)), 'psnr': psnr(recon, target),
+            'ssim': ssim(recon, target), 'nmse': nmse(recon, target),
+            'psnr_zero_filled': psnr(zero_filled, target), 'mask': batch['mask']}
