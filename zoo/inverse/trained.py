@@ -58,13 +58,6 @@ def as_function(model, variables):
   return denoise
 
 
-def residual_function(model, variables):
-  """The residual network N = I - D on one image [H, W]."""
-  def residual(x):
-    return model.apply(variables, x[None, :, :, None], train=False, method=model.residual)[0, :, :, 0]
-  return residual
-
-
 def noise_sigma(config: dict) -> float:
   """The noise level (in [0, 1] units) the denoiser was trained for; the evaluation level of a blind one."""
   noise = config['noise']
