@@ -56,8 +56,8 @@ def build(blocks, width, num_classes):
 
 
 @torch.no_grad()
-def randomize(model, generator):
-  """Random BatchNorm affine parameters and statistics (none zero), and a random classifier."""
+def randomize_batchnorm(model, generator):
+  """Random BatchNorm affine parameters and statistics, none zero, so that conversion errors cannot hide."""
   for m in model.modules():
     if isinstance(m, torch.nn.BatchNorm2d):
       m.weight.uniform_(0.5, 1.5, generator=generator)
@@ -65,6 +65,12 @@ def randomize(model, generator):
       m.running_mean.normal_(0.0, 0.2, generator=generator)
       m.running_var.uniform_(0.5, 2.0, generator=generator)
       m.num_batches_tracked.fill_(123)
+
+
+@torch.no_grad()
+def randomize(model, generator):
+  """Random BatchNorm affine parameters and statistics (none zero), and a random classifier."""
+  randomize_batchnorm(model, generator)
   model.fc.weight.normal_(0.0, 1.0, generator=generator)
   model.fc.bias.normal_(0.0, 0.1, generator=generator)
 
@@ -179,13 +185,7 @@ def randomize_volo(model, generator):
       p.uniform_(0.5, 1.5, generator=generator)
     else:  # biases, LayerNorm shifts, pos_embed, cls_token
       p.normal_(0.0, 0.3 if name in ('pos_embed', 'cls_token') else 0.1, generator=generator)
-  for m in model.modules():
-    if isinstance(m, torch.nn.BatchNorm2d):
-      m.weight.uniform_(0.5, 1.5, generator=generator)
-      m.bias.normal_(0.0, 0.2, generator=generator)
-      m.running_mean.normal_(0.0, 0.2, generator=generator)
-      m.running_var.uniform_(0.5, 2.0, generator=generator)
-      m.num_batches_tracked.fill_(123)
+  randomize_batchnorm(model, generator)
 
 
 def volo_fixture(name, kwargs, input_shape, box, seed):
