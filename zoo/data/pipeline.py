@@ -182,3 +182,44 @@ def eval_batches(builder, cfg, split: str, local_batch: int, image_size: int | N
     yield {'image': np.concatenate([batch['image'], empty['image'][:pad]]),
            'label': np.concatenate([batch['label'], empty['label'][:pad]]),
            'mask': np.concatenate([np.ones(valid, np.float32), np.zeros(pad, np.float32)])}
+
+
+def array_train_batches(examples: np.ndarray, local_batch: int, start_step: int, seed: int):
+  """Endless numpy batches {'image'} of an in-memory array of this host's examples [N, H, W, C] (denoising patches,
+  MRI images): a seeded shuffle and the eight flips/rotations by stateless seeds of the stream position, so resuming
+  at `start_step` skips to exactly the batches of a straight run."""
+  host_seed = tf.constant([seed, jax.process_index()], tf.int64)
+
+  def augment(index, image):
+    draws = tf.random.stateless_uniform([2], tf.random.experimental.stateless_fold_in(host_seed, index), 0, 4,
+                                        tf.int32)
+    image = tf.image.rot90(image, draws[0])
+    return {'image': tf.cond(draws[1] >= 2, lambda: tf.image.flip_left_right(image), lambda: image)}
+
+  ds = tf.data.Dataset.from_tensor_slices(examples)
+  ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True).repeat()
+  ds = ds.enumerate().skip(start_step * local_batch).map(augment, num_parallel_calls=tf.data.AUTOTUNE,
+                                                         deterministic=True)
+  return ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+
+
+def array_eval_batching(num_examples: int, local_batch: int) -> tuple[int, int]:
+  """(batch, steps) that cover this host's share of `num_examples` held-out examples: the trainer's batch, or fewer,
+  just enough in whole steps of the local devices (a few large images need not be padded to a training batch).
+  Every host runs the same number of steps."""
+  devices = jax.local_device_count()
+  per_host = -(-num_examples // jax.process_count())
+  batch = min(local_batch, -(-per_host // devices) * devices)
+  return batch, -(-per_host // batch)
+
+
+def padded_batches(arrays: dict, batch: int, steps: int):
+  """Yields `steps` batches of `batch` rows of every array in `arrays`, zero-padded at the end, with 'mask' 1 on real
+  rows and 0 on padding."""
+  def pad(array):
+    return np.concatenate([array, np.zeros((batch - len(array),) + array.shape[1:], array.dtype)])
+
+  for start in range(0, steps * batch, batch):
+    rows = {k: v[start:start + batch] for k, v in arrays.items()}
+    real = np.ones(len(next(iter(rows.values()))), np.float32)
+    yield {**{k: pad(v) for k, v in rows.items()}, 'mask': pad(real)}

@@ -11,11 +11,10 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tensorflow as tf
 from clu import metrics
 
 import zoo
-from zoo.data import natural_images
+from zoo.data import natural_images, pipeline
 from zoo.data.pipeline import DatasetError
 from zoo.errors import UserError
 from zoo.inverse.metrics import psnr
@@ -68,31 +67,12 @@ class DenoisingTask:
     return jnp.zeros((1, size, size, 1), jnp.float32)
 
   def train_batches(self, local_batch: int, start_step: int):
-    """Endless batches {'image': uint8 [B, size, size, 1]}: a seeded shuffle of the host's patches and the eight
-    flips/rotations by stateless seeds, so resuming at `start_step` skips to exactly the batches of a straight run."""
-    seed = tf.constant([self.config.seed, jax.process_index()], tf.int64)
-
-    def augment(index, patch):
-      draws = tf.random.stateless_uniform([2], tf.random.experimental.stateless_fold_in(seed, index), 0, 4, tf.int32)
-      patch = tf.image.rot90(patch, draws[0])
-      return {'image': tf.cond(draws[1] >= 2, lambda: tf.image.flip_left_right(patch), lambda: patch)}
-
-    ds = tf.data.Dataset.from_tensor_slices(self.patches)
-    ds = ds.shuffle(len(self.patches), seed=self.config.seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.enumerate().skip(start_step * local_batch).map(augment, num_parallel_calls=tf.data.AUTOTUNE,
-                                                           deterministic=True)
-    return ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+    """Endless batches {'image': uint8 [B, size, size, 1]} of the host's patches, flipped and rotated."""
+    return pipeline.array_train_batches(self.patches, local_batch, start_step, self.config.seed)
 
   def _eval_sigma(self):
     noise = self.config.noise
     return (noise.eval_sigma or noise.sigma) / 255.0
-
-  def _eval_batch(self, local_batch: int) -> int:
-    """The trainer's batch, or fewer: just enough for this host's images in whole steps of its devices (a few
-    large images need not be padded to a training batch)."""
-    devices = jax.local_device_count()
-    per_host = -(-len(self.eval_images) // jax.process_count())
-    return min(local_batch, -(-per_host // devices) * devices)
 
   def eval_batches(self, local_batch: int, image_size=None):
     """{'clean', 'noisy', 'mask'} batches of this host's held-out images; the noise is fixed by the seed."""
@@ -101,17 +81,11 @@ class DenoisingTask:
       images = np.stack([natural_images.center_crop(im[..., 0], image_size) for im in images])[..., None]
     rng = np.random.default_rng(self.config.seed)
     noisy = (images + self._eval_sigma() * rng.standard_normal(images.shape)).astype(np.float32)
-    batch = self._eval_batch(local_batch)
-    for start in range(0, self.num_eval_steps(local_batch) * batch, batch):
-      clean, dirty = images[start:start + batch], noisy[start:start + batch]
-      pad = batch - len(clean)
-      zeros = np.zeros((pad,) + images.shape[1:], np.float32)
-      yield {'clean': np.concatenate([clean, zeros]), 'noisy': np.concatenate([dirty, zeros]),
-             'mask': np.concatenate([np.ones(len(clean), np.float32), np.zeros(pad, np.float32)])}
+    batch, steps = pipeline.array_eval_batching(len(self.eval_images), local_batch)
+    return pipeline.padded_batches({'clean': images, 'noisy': noisy}, batch, steps)
 
   def num_eval_steps(self, local_batch: int) -> int:
-    per_host = -(-len(self.eval_images) // jax.process_count())
-    return -(-per_host // self._eval_batch(local_batch))
+    return pipeline.array_eval_batching(len(self.eval_images), local_batch)[1]
 
   def train_loss(self, params, batch_stats, batch, rng):
     clean = batch['image'].astype(jnp.float32) / 255.0

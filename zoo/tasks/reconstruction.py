@@ -25,11 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 import skimage.data
 import skimage.transform
-import tensorflow as tf
 from clu import metrics
 
 import zoo
-from zoo.data import fastmri, natural_images
+from zoo.data import fastmri, natural_images, pipeline
 from zoo.data.pipeline import DatasetError
 from zoo.errors import UserError
 from zoo.inverse import mri
@@ -84,10 +83,6 @@ def sampling_mask(kind: str, shape: tuple, accel: float, seed: int) -> np.ndarra
   return mri.make_mask(kind, shape, accel=accel, seed=seed)
 
 
-def _pad(array: np.ndarray, size: int) -> np.ndarray:
-  return np.concatenate([array, np.zeros((size - len(array),) + array.shape[1:], array.dtype)])
-
-
 class ReconstructionTask:
   """Undersampled single-coil MRI of photographs with a simulated phase, or of fastMRI knees."""
   TrainMetrics = TrainMetrics
@@ -136,20 +131,8 @@ class ReconstructionTask:
 
   def train_batches(self, local_batch: int, start_step: int):
     """Endless batches {'image'}: uint8 magnitudes [B, size, size, 1] of photographs, or float32 complex images
-    [B, size, size, 2] (real, imaginary) of fastMRI; a seeded shuffle of the host's examples and the eight
-    flips/rotations by stateless seeds, so resuming at `start_step` skips to exactly the batches of a straight run."""
-    seed = tf.constant([self.config.seed, jax.process_index()], tf.int64)
-
-    def augment(index, image):
-      draws = tf.random.stateless_uniform([2], tf.random.experimental.stateless_fold_in(seed, index), 0, 4, tf.int32)
-      image = tf.image.rot90(image, draws[0])
-      return {'image': tf.cond(draws[1] >= 2, lambda: tf.image.flip_left_right(image), lambda: image)}
-
-    ds = tf.data.Dataset.from_tensor_slices(self.examples)
-    ds = ds.shuffle(len(self.examples), seed=self.config.seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.enumerate().skip(start_step * local_batch).map(augment, num_parallel_calls=tf.data.AUTOTUNE,
-                                                           deterministic=True)
-    return ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+    [B, size, size, 2] (real, imaginary) of fastMRI, flipped and rotated."""
+    return pipeline.array_train_batches(self.examples, local_batch, start_step, self.config.seed)
 
   def measure(self, x, noise):
     """k-space channels [B, H, W, 2] of y = mask * (F x + noise_std noise) for complex images x [B, H, W] and noise
@@ -171,24 +154,14 @@ class ReconstructionTask:
       self._eval_data[size] = (np.asarray(kspace, np.float32), np.abs(x)[..., None].astype(np.float32))
     return self._eval_data[size]
 
-  def _eval_batch(self, local_batch: int) -> int:
-    """The trainer's batch, or fewer: just enough for this host's images in whole steps of its devices."""
-    devices = jax.local_device_count()
-    per_host = -(-self.num_eval_images // jax.process_count())
-    return min(local_batch, -(-per_host // devices) * devices)
-
   def eval_batches(self, local_batch: int, image_size=None):
     """{'kspace', 'target', 'mask'} batches of this host's held-out images; 'mask' is 0 on padding."""
     kspace, target = self.eval_data(image_size or self.config.input.image_size)
-    batch = self._eval_batch(local_batch)
-    for start in range(0, self.num_eval_steps(local_batch) * batch, batch):
-      real = np.ones(len(target[start:start + batch]), np.float32)
-      yield {'kspace': _pad(kspace[start:start + batch], batch), 'target': _pad(target[start:start + batch], batch),
-             'mask': _pad(real, batch)}
+    batch, steps = pipeline.array_eval_batching(self.num_eval_images, local_batch)
+    return pipeline.padded_batches({'kspace': kspace, 'target': target}, batch, steps)
 
   def num_eval_steps(self, local_batch: int) -> int:
-    per_host = -(-self.num_eval_images // jax.process_count())
-    return -(-per_host // self._eval_batch(local_batch))
+    return pipeline.array_eval_batching(self.num_eval_images, local_batch)[1]
 
   def train_loss(self, params, batch_stats, batch, rng):
     image = batch['image']
