@@ -86,6 +86,15 @@ def test_mask_layouts():
     mri.make_mask('random', (8, 8), rate=0.3, accel=3)
 
 
+@pytest.mark.parametrize('kind', ['cartesian', 'random'])
+def test_masks_of_one_seed_are_nested(kind):
+  """A higher acceleration samples a subset of a lower one's k-space (same seed), so zero-filled error can only
+  grow with the acceleration."""
+  masks = [mri.make_mask(kind, (64, 64), accel=a, seed=3) for a in (2, 4, 8)]
+  for denser, sparser in zip(masks, masks[1:]):
+    assert sparser.sum() < denser.sum() and np.all(sparser <= denser)
+
+
 # ---- data terms ----
 
 def dense_operator(mask):

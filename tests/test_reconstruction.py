@@ -239,9 +239,9 @@ def trained(tmp_path_factory):
 
 def test_pdnet_beats_zero_filled(trained):
   config, metrics = trained
-  # Measured: zero-filled 20.68 dB on the 32x32 held-out images at 4x Cartesian; 150 steps of the tiny PD-Net reach
-  # 21.66 dB (+0.98 dB; 100 steps +0.71 dB).
-  assert metrics['psnr_zero_filled'] == pytest.approx(20.68, abs=0.05)
+  # Measured: zero-filled 20.11 dB on the 32x32 held-out images at 4x Cartesian; 150 steps of the tiny PD-Net reach
+  # 21.20 dB (+1.09 dB).
+  assert metrics['psnr_zero_filled'] == pytest.approx(20.11, abs=0.05)
   assert metrics['psnr'] > metrics['psnr_zero_filled'] + 0.6, metrics
   assert 0.4 < metrics['ssim'] < 1 and metrics['nmse'] < 0.25
   # Eval averages the four held-out images, not the padding: the zero-filled PSNR computed directly agrees.

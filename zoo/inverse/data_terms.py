@@ -59,6 +59,29 @@ class CSMRI:
 
 
 @struct.dataclass
+class ComplexCSMRI:
+  """CS-MRI of a complex image, held as its real and imaginary parts [H, W, 2] (zoo.inverse.mri.to_channels), so
+  that a denoiser of real images can regularise each part. f(x) = 1/2 |mask * F x - y|^2 on C^n = R^2n: its prox
+  is exact in closed form here, (F z + alpha mask y) / (1 + alpha mask) in k-space, with nothing dropped."""
+  mask: jax.Array
+  y: jax.Array
+
+  def prox(self, z, alpha):
+    k = (mri.fft2c(mri.from_channels(z)) + alpha * self.mask * self.y) / (1.0 + alpha * self.mask)
+    return mri.to_channels(mri.ifft2c(k))
+
+  def grad(self, x):
+    return mri.to_channels(mri.adjoint(mri.forward(mri.from_channels(x), self.mask) - self.y, self.mask))
+
+  def project(self, x):
+    return x
+
+  def initial(self):
+    """The zero-filled image A* y."""
+    return mri.to_channels(mri.adjoint(self.y, self.mask))
+
+
+@struct.dataclass
 class Poisson:
   """Poisson denoising: y ~ Poisson(peak * x); f(x) = sum(peak x - y log(peak x)), its negative log-likelihood.
 

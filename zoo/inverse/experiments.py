@@ -1,4 +1,7 @@
-"""The plug-and-play paper's experiments, reproduced: `python -m zoo.inverse.experiments [--data_dir=DIR]`.
+"""The experiments of the inverse-problem papers: `python -m zoo.inverse.experiments [pnp|pdnet] [--flags]`.
+
+`pdnet` compares PD-Net with the classical reconstructions (zoo/inverse/pdnet_experiment.py). `pnp` (the default)
+reproduces the plug-and-play paper's experiments, from its data in --data_dir.
 
 Ryu et al. (2019) claim that PnP-ADMM / PnP-FBS converge with a denoiser whose residual I - D is Lipschitz with a
 small enough constant, which real spectral normalisation (RealSN) of every convolution enforces. This script:
@@ -34,7 +37,7 @@ CSMRI = dict(sigma=15, admm_alpha=4.0, fbs_step=0.4)
 POISSON = dict(sigma=40, admm_alpha=0.1, fbs_step=0.1)
 # Spectral-norm vectors are first converged on the trained weights (zoo/inverse/trained.py); no-op without SN.
 POWER_ITERATIONS = 1000
-README_START, README_END = '<!-- pnp-experiments:start -->', '<!-- pnp-experiments:end -->'
+MODES = ('pnp', 'pdnet')
 
 
 def denoiser_config(sn: str, sigma: int, data_dir: str, steps: int):
@@ -189,13 +192,15 @@ def plot(results: dict, path: str) -> None:
   plt.close(fig)
 
 
-def write_readme(readme: str, section: str) -> None:
+def write_readme(readme: str, section: str, mode: str) -> None:
+  """Replaces what stands between the README's `<!-- MODE-experiments:start -->` and `:end -->` markers."""
+  start, end = f'<!-- {mode}-experiments:start -->', f'<!-- {mode}-experiments:end -->'
   with open(readme) as f:
     text = f.read()
-  if README_START not in text or README_END not in text:
-    raise UserError(f'{readme} has no {README_START} ... {README_END} section to write the results into')
-  pattern = re.escape(README_START) + '.*?' + re.escape(README_END)
-  text = re.sub(pattern, lambda _: f'{README_START}\n{section}\n{README_END}', text, flags=re.S)
+  if start not in text or end not in text:
+    raise UserError(f'{readme} has no {start} ... {end} section to write the results into')
+  pattern = re.escape(start) + '.*?' + re.escape(end)
+  text = re.sub(pattern, lambda _: f'{start}\n{section}\n{end}', text, flags=re.S)
   with open(readme, 'w') as f:
     f.write(text)
 
@@ -204,33 +209,69 @@ def define_flags():
   """Defined when the script runs, so that importing the module defines no flags."""
   flags.DEFINE_string('data_dir', os.environ.get('ZOO_PNP_DATA', '../shared/pnp_data'),
                       "The plug-and-play paper's data (Demo_mat/, train/, Set12/); default $ZOO_PNP_DATA or "
-                      '../shared/pnp_data.')
-  flags.DEFINE_string('workdir', 'workdirs/pnp', 'Denoisers are trained (or found) in WORKDIR/simplecnn-SN-SIGMA.')
-  flags.DEFINE_integer('train_steps', 800, 'Training steps of each denoiser (batch 128).')
-  flags.DEFINE_string('out', 'docs/pnp', 'Where results.json, table.md and residuals.png go.')
-  flags.DEFINE_string('readme', 'README.md', 'README whose pnp-experiments section is rewritten; empty: none.')
-  flags.DEFINE_integer('iterations', 100, 'Solver iterations.')
-  flags.DEFINE_string('config_overrides', '{}', 'JSON {dotted key: value} applied to every denoiser config, as '
+                      '../shared/pnp_data. pdnet: trains its denoiser on train/ when present.')
+  flags.DEFINE_string('workdir', None, 'Networks are trained (or found) here: pnp: WORKDIR/simplecnn-SN-SIGMA '
+                      '(default workdirs/pnp); pdnet: WORKDIR/pdnet-RELAXATION-cartesian-ACCEL (workdirs/pdnet).')
+  flags.DEFINE_integer('train_steps', None, 'Training steps of each network: pnp: denoisers at batch 128 (default '
+                       '800); pdnet: PD-Nets at batch 8 (default 3000).')
+  flags.DEFINE_string('out', None, 'Where results.json, table.md and the figure go (default docs/MODE).')
+  flags.DEFINE_string('readme', 'README.md', 'README whose MODE-experiments section is rewritten; empty: none.')
+  flags.DEFINE_integer('iterations', 100, 'Plug-and-play solver iterations.')
+  flags.DEFINE_string('config_overrides', '{}', 'JSON {dotted key: value} applied to every config trained, as '
                       '--config.KEY=VALUE would be, e.g. \'{"batch_size": 64}\'.')
+  flags.DEFINE_integer('image_size', 64, 'pdnet: side of the training crops and the test images.')
+  flags.DEFINE_list('accels', ['4', '8'], 'pdnet: accelerations of the Cartesian masks.')
+  flags.DEFINE_integer('tv_iterations', 200, 'pdnet: TV-PDHG iterations.')
+  flags.DEFINE_string('denoiser_workdir', 'workdirs/pnp/simplecnn-real-15', "pdnet: the PnP column's RealSN "
+                      'denoiser (sigma 15); trained there first when the directory holds no checkpoint.')
+  flags.DEFINE_integer('denoiser_steps', 800, 'pdnet: training steps of that denoiser when it is trained.')
 
 
-def main(argv):
-  del argv
-  try:
-    results = experiments()
-  except UserError as e:
-    sys.exit(f'error: {e}')
-  os.makedirs(FLAGS.out, exist_ok=True)
+def pnp_main() -> tuple[str, str, str]:
+  results = experiments()
   with open(os.path.join(FLAGS.out, 'results.json'), 'w') as f:
     json.dump(results, f)
   markdown = table(results)
-  with open(os.path.join(FLAGS.out, 'table.md'), 'w') as f:
-    f.write(markdown + '\n')
   png = os.path.join(FLAGS.out, 'residuals.png')
   plot(results, png)
-  if FLAGS.readme:
-    rel = os.path.relpath(png, os.path.dirname(os.path.abspath(FLAGS.readme)) or '.')
-    write_readme(FLAGS.readme, f'{markdown}\n\n![PnP residuals and PSNR per iteration]({rel})')
+  return markdown, png, 'PnP residuals and PSNR per iteration'
+
+
+def pdnet_main() -> tuple[str, str, str]:
+  from zoo.inverse import pdnet_experiment
+  try:
+    accels = [int(a) for a in FLAGS.accels]
+  except ValueError:
+    raise UserError(f'--accels takes integers, e.g. 4,8; got {",".join(FLAGS.accels)}') from None
+  results, arrays = pdnet_experiment.run(
+      workdir=FLAGS.workdir, image_size=FLAGS.image_size, accels=accels, train_steps=FLAGS.train_steps,
+      pnp_iterations=FLAGS.iterations, tv_iterations=FLAGS.tv_iterations, denoiser_workdir=FLAGS.denoiser_workdir,
+      denoiser_steps=FLAGS.denoiser_steps, data_dir=FLAGS.data_dir, overrides=json.loads(FLAGS.config_overrides))
+  with open(os.path.join(FLAGS.out, 'results.json'), 'w') as f:
+    json.dump(results, f, indent=1)
+  png = os.path.join(FLAGS.out, 'figure.png')
+  pdnet_experiment.plot(results, arrays, png)
+  return pdnet_experiment.table(results), png, 'PD-Net and the classical reconstructions at each acceleration'
+
+
+def main(argv):
+  mode = argv[1] if len(argv) > 1 else 'pnp'
+  if mode not in MODES or len(argv) > 2:
+    sys.exit(f'error: usage: python -m zoo.inverse.experiments [{"|".join(MODES)}] [--flags]; got {argv[1:]}')
+  defaults = {'pnp': ('workdirs/pnp', 800), 'pdnet': ('workdirs/pdnet', 3000)}[mode]
+  FLAGS.workdir = FLAGS.workdir or defaults[0]
+  FLAGS.train_steps = FLAGS.train_steps or defaults[1]
+  FLAGS.out = FLAGS.out or os.path.join('docs', mode)
+  os.makedirs(FLAGS.out, exist_ok=True)
+  try:
+    markdown, png, caption = pnp_main() if mode == 'pnp' else pdnet_main()
+    with open(os.path.join(FLAGS.out, 'table.md'), 'w') as f:
+      f.write(markdown + '\n')
+    if FLAGS.readme:
+      rel = os.path.relpath(png, os.path.dirname(os.path.abspath(FLAGS.readme)) or '.')
+      write_readme(FLAGS.readme, f'{markdown}\n\n![{caption}]({rel})', mode)
+  except UserError as e:
+    sys.exit(f'error: {e}')
   print(markdown)
 
 

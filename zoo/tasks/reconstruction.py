@@ -146,13 +146,17 @@ class ReconstructionTask:
     `seed`: the photographs' phase, then the noise."""
     if size not in self._eval_data:
       x = self.eval_images if size == self.config.input.image_size else self.held_out(size)
-      x = x[jax.process_index()::jax.process_count()]
-      rng = np.random.default_rng(self.config.seed)
-      if not np.iscomplexobj(x):
-        x = x * np.exp(1j * np.asarray(smooth_phase(rng.standard_normal(x.shape))))
-      kspace, _ = self.measure(x, rng.standard_normal(x.shape + (2,)))
-      self._eval_data[size] = (np.asarray(kspace, np.float32), np.abs(x)[..., None].astype(np.float32))
+      self._eval_data[size] = self.simulate(x[jax.process_index()::jax.process_count()], self.config.seed)
     return self._eval_data[size]
+
+  def simulate(self, x, seed: int):
+    """(k-space [N, H, W, 2], targets |x| [N, H, W, 1]) of images x [N, H, W], complex or magnitudes that get a
+    smooth phase, on the host: the phase, then the noise, drawn from `seed`."""
+    rng = np.random.default_rng(seed)
+    if not np.iscomplexobj(x):
+      x = x * np.exp(1j * np.asarray(smooth_phase(rng.standard_normal(x.shape))))
+    kspace, _ = self.measure(x, rng.standard_normal(x.shape + (2,)))
+    return np.asarray(kspace, np.float32), np.abs(x)[..., None].astype(np.float32)
 
   def eval_batches(self, local_batch: int, image_size=None):
     """{'kspace', 'target', 'mask'} batches of this host's held-out images; 'mask' is 0 on padding."""
