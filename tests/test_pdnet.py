@@ -77,11 +77,11 @@ def test_tv_pdhg_beats_zero_filled_on_phantom():
   history = jax.tree.map(np.asarray, history)
   zero_filled = float(psnr(jnp.abs(mri.adjoint(y, mask)), image, axes=(-2, -1)))
   final = float(psnr(jnp.abs(x), image, axes=(-2, -1)))
-  # Measured: 18.80 dB zero-filled, 20.72 dB after 200 iterations (21.48 dB converged).
+  # Measured: 18.46 dB zero-filled, 20.47 dB after 200 iterations (20.99 dB after 3000).
   assert final > zero_filled + 1.5
   assert history['psnr'][-1] == pytest.approx(final, abs=1e-4)
-  assert history['residual'][-1] < history['residual'][0] / 20  # measured 0.31 -> 0.0046
-  assert history['objective'][-1] < 0.85 * history['objective'][0]  # measured 2.33 -> 1.88
+  assert history['residual'][-1] < history['residual'][0] / 20  # measured 0.32 -> 0.0051
+  assert history['objective'][-1] < 0.85 * history['objective'][0]  # measured 2.37 -> 1.91
   assert abs(history['objective'][-1] - history['objective'][-2]) < 1e-3 * history['objective'][-1]
 
 
