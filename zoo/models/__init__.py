@@ -3,3 +3,4 @@ from zoo.models import resnet_rs  # noqa: F401
 from zoo.models import volo  # noqa: F401
 from zoo.models import denoisers  # noqa: F401
 from zoo.models import pdnet  # noqa: F401
+from zoo.models import faceguard  # noqa: F401

@@ -5,11 +5,14 @@ The trainer (zoo/trainer.py) knows no model; it asks `get_task(config)` for an o
 `EvalMetrics`, `init_inputs`, `steps_per_epoch` and `weight_decay_mask`.
 """
 from zoo.errors import UserError
+from zoo.tasks.autoencoding import AutoencodingTask
 from zoo.tasks.classification import ClassificationTask
 from zoo.tasks.denoising import DenoisingTask
 from zoo.tasks.reconstruction import ReconstructionTask
+from zoo.tasks.watermarking import WatermarkingTask
 
-TASKS = {'classification': ClassificationTask, 'denoising': DenoisingTask, 'reconstruction': ReconstructionTask}
+TASKS = {'classification': ClassificationTask, 'denoising': DenoisingTask, 'reconstruction': ReconstructionTask,
+         'watermarking': WatermarkingTask, 'autoencoding': AutoencodingTask}
 
 
 def get_task(config):

@@ -1,0 +1,49 @@
+"""FaceGuard watermark (`--config=configs/faceguard.py`) and its stand-in deepfake generator.
+
+- '' (default): `faceguard`, HiDDeN's networks and loss weights (SPEC.md, FaceGuard): 32 bits in 64x64 RGB images,
+  image MSE x 0.7 + message MSE x 1, one noise layer per batch among identity / JPEG / blur / crop / resize, Adam
+  1e-3 with cosine decay, batch 16, on lfw_subset's 80 training faces and crops of RGB photographs.
+- 'critic': the same with HiDDeN's adversary (weight 1e-3).
+- 'autoencoder': `face_autoencoder`, trained to re-synthesise the training faces (MSE), the deepfake stand-in of
+  zoo/watermark/evaluate.py: a generator that never saw a watermark.
+"""
+import ml_collections
+
+from configs import common
+
+VARIANTS = ('', 'critic', 'autoencoder')
+
+
+def get_config(arg: str = ''):
+  if arg not in VARIANTS:
+    raise ValueError(f'config argument must be one of {VARIANTS} (empty: the default), got {arg!r}')
+  c = common.trainer()
+  c.dataset = 'lfw'
+  c.train_split = 'train'
+  c.eval_split = 'test'
+  c.input = ml_collections.ConfigDict(dict(image_size=64, photos=True, photo_stride=32))
+  c.batch_size = 16
+  c.num_train_steps = 4000
+  c.optimizer = 'adamw'
+  c.learning_rate = 1e-3
+  c.lr_base_batch = 16
+  c.schedule = 'cosine'
+  c.warmup_epochs = 0.0
+  c.weight_decay = 0.0
+  c.ema_decay = 0.0
+  c.log_every_steps = 100
+  c.eval_every_steps = 1000
+  c.checkpoint_every_steps = 1000
+  if arg == 'autoencoder':
+    c.task = 'autoencoding'
+    c.model = 'face_autoencoder'
+    c.model_kwargs = ml_collections.ConfigDict(dict(levels=3, features=64, bottleneck=16, dtype='float32'))
+    c.input.photos = False
+    return c
+  c.task = 'watermarking'
+  c.model = 'faceguard'
+  c.model_kwargs = ml_collections.ConfigDict(dict(
+      message_bits=32, encoder_blocks=4, decoder_blocks=7, features=64, critic=arg == 'critic', dtype='float32'))
+  c.noise_layers = ('identity', 'jpeg', 'blur', 'crop', 'resize')
+  c.loss = ml_collections.ConfigDict(dict(image=0.7, message=1.0, adversarial=1e-3 if arg == 'critic' else 0.0))
+  return c

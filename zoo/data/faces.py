@@ -1,0 +1,45 @@
+"""Faces that ship offline, for FaceGuard: scikit-image's `lfw_subset` (Labeled Faces in the Wild), and RGB photographs.
+
+`lfw_subset` holds 100 grey 25x25 face crops (then 100 non-faces, unused). The first 80 faces train, the last 20
+are held out; each is resized to the model's size and repeated to 3 channels, as the watermark works on RGB. The
+RGB photographs (astronaut, chelsea, coffee, ...) add colour and texture to the watermark's training set: crops of
+image_size at `stride` of each photograph, downscaled 2x first so that a crop holds objects rather than texture.
+"""
+import numpy as np
+import skimage.data
+import skimage.transform
+
+from zoo.data.pipeline import DatasetError
+
+NUM_FACES = 100
+TRAIN_FACES = 80
+PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'immunohistochemistry', 'hubble_deep_field')
+
+
+def lfw(split: str, size: int) -> np.ndarray:
+  """Faces of `split` ('train': 80, 'test': 20) as float32 [N, size, size, 3] in [0, 1]."""
+  faces = skimage.data.lfw_subset()[:NUM_FACES]
+  if split == 'train':
+    faces = faces[:TRAIN_FACES]
+  elif split == 'test':
+    faces = faces[TRAIN_FACES:]
+  else:
+    raise DatasetError(f"the lfw faces have splits 'train' and 'test', not {split!r}")
+  resized = np.stack([skimage.transform.resize(f, (size, size), order=3, anti_aliasing=True) for f in faces])
+  return np.repeat(np.clip(resized, 0, 1)[..., None], 3, axis=-1).astype(np.float32)
+
+
+def photo_crops(size: int, stride: int) -> np.ndarray:
+  """Crops of the RGB photographs as float32 [N, size, size, 3] in [0, 1]."""
+  out = []
+  for name in PHOTOS:
+    image = skimage.transform.rescale(getattr(skimage.data, name)()[..., :3] / 255.0, 0.5, channel_axis=-1,
+                                      anti_aliasing=True)
+    h, w = image.shape[:2]
+    out += [image[top:top + size, left:left + size] for top in range(0, h - size + 1, stride)
+            for left in range(0, w - size + 1, stride)]
+  return np.clip(np.stack(out), 0, 1).astype(np.float32)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+  return np.round(np.clip(images, 0, 1) * 255.0).astype(np.uint8)

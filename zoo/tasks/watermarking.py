@@ -1,0 +1,180 @@
+"""Watermarking (FaceGuard, after HiDDeN): `faceguard` learns to hide L bits in an image and read them back after
+the image was post-processed.
+
+Each step draws fresh random messages and one noise layer for the batch (zoo/watermark/noise.py: identity, JPEG,
+Gaussian blur, crop, resize, all differentiable) from the step's rng: encoded = E(cover, bits), decoded =
+D(noise(encoded)). Loss (HiDDeN's weights by default): `loss.image` * MSE(encoded, cover) + `loss.message` *
+MSE(decoded, bits), plus, with `loss.adversarial` > 0 and `model_kwargs.critic=True`, HiDDeN's adversary: the critic
+learns to tell covers from encoded images (its loss sees the encoded image without gradient) while the encoder
+gets `loss.adversarial` * the critic's loss for calling the encoded image a cover (that term sees the critic's
+parameters without gradient), so one optimiser trains both without either helping the other's objective.
+
+Data (zoo/data/faces.py): the 80 training faces of lfw_subset and, with `input.photos`, crops of RGB photographs;
+evaluation embeds a fixed message (from `seed`) in each of the 20 held-out faces, rounds the published image to
+8 bits, and reports PSNR / SSIM against the cover and the bitwise accuracy of the extracted message with no
+post-processing and after each differentiable noise layer at a fixed setting (`EVAL_NOISE`). The evaluation with
+real codecs (Pillow) and simulated deepfakes is zoo/watermark/evaluate.py.
+"""
+import functools
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from clu import metrics
+
+import zoo
+from zoo.data import faces, pipeline
+from zoo.data.pipeline import DatasetError
+from zoo.errors import UserError
+from zoo.inverse.metrics import psnr, ssim
+from zoo.tasks.classification import weight_decay_mask
+from zoo.watermark import noise
+
+# Fixed settings of the differentiable noise layers for the evaluation's bitwise accuracies.
+EVAL_NOISE = {
+    'jpeg50': functools.partial(noise.jpeg_at_quality, quality=50),
+    'blur1': functools.partial(noise.blur_with_sigma, sigma=1.0),
+    'crop70': lambda x: noise.crop_at(x, 0.7, (x.shape[1] - round(0.7 * x.shape[1])) // 2,
+                                      (x.shape[2] - round(0.7 * x.shape[2])) // 2),
+    'resize50': functools.partial(noise.resize_at, scale=0.5),
+}
+
+
+@flax.struct.dataclass
+class TrainMetrics(metrics.Collection):
+  loss: metrics.Average.from_output('loss')
+  image_mse: metrics.Average.from_output('image_mse')
+  message_mse: metrics.Average.from_output('message_mse')
+  bit_accuracy: metrics.Average.from_output('bit_accuracy')
+  psnr: metrics.Average.from_output('psnr')
+  grad_norm: metrics.Average.from_output('grad_norm')
+
+
+@flax.struct.dataclass
+class EvalMetrics(metrics.Collection):
+  psnr: metrics.Average.from_output('psnr')
+  ssim: metrics.Average.from_output('ssim')
+  bit_accuracy: metrics.Average.from_output('bit_accuracy')
+  bit_accuracy_jpeg50: metrics.Average.from_output('bit_accuracy_jpeg50')
+  bit_accuracy_blur1: metrics.Average.from_output('bit_accuracy_blur1')
+  bit_accuracy_crop70: metrics.Average.from_output('bit_accuracy_crop70')
+  bit_accuracy_resize50: metrics.Average.from_output('bit_accuracy_resize50')
+
+
+class WatermarkInput(nn.Module):
+  """The trainer initialises a model on one input; FaceGuard takes two. This takes {'image', 'bits'} and shares
+  the network's scope, so parameters and checkpoints are the bare network's."""
+  net: nn.Module
+
+  def setup(self):
+    nn.share_scope(self, self.net)
+
+  def __call__(self, inputs, train: bool = False):
+    return self.net(inputs['image'], inputs['bits'], train=train)
+
+
+def bit_accuracy(decoded, bits):
+  """Fraction of bits read correctly, per image: a bit is 1 where the decoder's output is above 0.5."""
+  return jnp.mean(((decoded > 0.5) == (bits > 0.5)).astype(jnp.float32), axis=-1)
+
+
+def _bce(logits, label: float):
+  return jnp.mean(jnp.logaddexp(0.0, logits) - label * logits)
+
+
+class WatermarkingTask:
+  """FaceGuard's watermark on faces (and photographs), robust to the training noise layers."""
+  TrainMetrics = TrainMetrics
+  EvalMetrics = EvalMetrics
+  weight_decay_mask = staticmethod(weight_decay_mask)
+
+  def __init__(self, config):
+    self.config = config
+    size = config.input.image_size
+    if size % 16:
+      raise UserError(f'input.image_size must be a multiple of 16 (JPEG blocks, chroma subsampling), got {size}')
+    unknown = set(config.noise_layers) - set(noise.NOISE_LAYERS)
+    if unknown or not config.noise_layers:
+      raise UserError(f'noise_layers {sorted(unknown) or "()"} invalid; choose from {", ".join(noise.NOISE_LAYERS)}')
+    if config.loss.adversarial > 0 and not config.model_kwargs.get('critic', False):
+      raise UserError('loss.adversarial > 0 needs the critic: set --config.model_kwargs.critic=True')
+    if config.dataset != 'lfw':
+      raise DatasetError(f"watermarking reads dataset 'lfw' (scikit-image's lfw_subset), not {config.dataset!r}")
+    train = faces.lfw('train', size)
+    if config.input.photos:
+      train = np.concatenate([train, faces.photo_crops(size, config.input.photo_stride)])
+    examples = faces.to_uint8(train)
+    self.examples = examples[jax.process_index()::jax.process_count()]
+    if len(self.examples) < config.batch_size // jax.process_count():
+      raise DatasetError(f'{len(self.examples)} training images on this host, fewer than one batch')
+    self.steps_per_epoch = len(examples) // config.batch_size
+    # Published images are 8-bit: the held-out covers are quantised like the training images.
+    self.eval_images = faces.to_uint8(faces.lfw(config.eval_split, size)).astype(np.float32) / 255.0
+    self.eval_bits = np.random.default_rng(config.seed).integers(
+        0, 2, (len(self.eval_images), self.bits)).astype(np.float32)
+    self.net = zoo.create_model(config.model, bn_axis_name='batch', **config.model_kwargs)
+    self.model = WatermarkInput(self.net)  # what the trainer initialises; the task applies self.net
+
+  @property
+  def bits(self) -> int:
+    return self.config.model_kwargs.message_bits
+
+  def init_inputs(self, image_size=None):
+    size = image_size or self.config.input.image_size
+    return {'image': jnp.zeros((1, size, size, 3), jnp.float32), 'bits': jnp.zeros((1, self.bits), jnp.float32)}
+
+  def train_batches(self, local_batch: int, start_step: int):
+    """Endless batches {'image': uint8 [B, size, size, 3]}, flipped and rotated."""
+    return pipeline.array_train_batches(self.examples, local_batch, start_step, self.config.seed)
+
+  def eval_batches(self, local_batch: int, image_size=None):
+    batch, steps = pipeline.array_eval_batching(len(self.eval_images), local_batch)
+    images = self.eval_images[jax.process_index()::jax.process_count()]
+    bits = self.eval_bits[jax.process_index()::jax.process_count()]
+    return pipeline.padded_batches({'image': images, 'bits': bits}, batch, steps)
+
+  def num_eval_steps(self, local_batch: int) -> int:
+    return pipeline.array_eval_batching(len(self.eval_images), local_batch)[1]
+
+  def train_loss(self, params, batch_stats, batch, rng):
+    cover = batch['image'].astype(jnp.float32) / 255.0
+    bits_rng, noise_rng = jax.random.split(rng)
+    bits = jax.random.bernoulli(bits_rng, 0.5, (cover.shape[0], self.bits)).astype(jnp.float32)
+    layers = tuple(self.config.noise_layers)
+    critic = self.config.loss.adversarial > 0
+
+    def forward(net, cover, bits):
+      encoded = net.encode(cover, bits, train=True)
+      decoded = net.decode(noise.random_noise(encoded, noise_rng, layers), train=True)
+      logits = (net.critique(cover, train=True), net.critique(jax.lax.stop_gradient(encoded), train=True)) \
+          if critic else ()
+      return encoded, decoded, logits
+
+    (encoded, decoded, logits), updates = self.net.apply(
+        {'params': params, 'batch_stats': batch_stats}, cover, bits, method=forward, mutable=['batch_stats'])
+    image_mse = jnp.mean(jnp.square(encoded - cover))
+    message_mse = jnp.mean(jnp.square(decoded - bits))
+    w = self.config.loss
+    loss = w.image * image_mse + w.message * message_mse
+    if critic:
+      frozen = {**params, 'adversary': jax.lax.stop_gradient(params['adversary'])}
+      fooled = self.net.apply({'params': frozen, 'batch_stats': batch_stats}, encoded, train=True,
+                              method=self.net.critique, mutable=['batch_stats'])[0]
+      loss += _bce(logits[0], 1.0) + _bce(logits[1], 0.0) + w.adversarial * _bce(fooled, 1.0)
+    return loss, (updates['batch_stats'], {'image_mse': image_mse, 'message_mse': message_mse,
+                                           'bit_accuracy': bit_accuracy(decoded, bits),
+                                           'psnr': psnr(jnp.clip(encoded, 0.0, 1.0), cover)})
+
+  def eval_outputs(self, params, batch_stats, batch):
+    variables = {'params': params, 'batch_stats': batch_stats}
+    cover, bits = batch['image'], batch['bits']
+    published = jnp.round(self.net.apply(variables, cover, bits, method=self.net.embed) * 255.0) / 255.0
+
+    def accuracy(image):
+      return bit_accuracy(self.net.apply(variables, image, method=self.net.decode), bits)
+
+    return {'psnr': psnr(published, cover), 'ssim': ssim(published, cover), 'bit_accuracy': accuracy(published),
+            **{f'bit_accuracy_{name}': accuracy(jnp.clip(f(published), 0.0, 1.0)) for name, f in EVAL_NOISE.items()},
+            'mask': batch['mask']}
