@@ -186,3 +186,25 @@ def test_cli_rejects_a_corrupt_image_before_writing(trained, tmp_path):
                          devices=1)
   assert not (tmp_path / 'ids.json').exists()
   assert code != 0 and 'broken.jpg' in err.strip().splitlines()[-1] and not (tmp_path / 'out').exists()
+
+
+def test_evaluation_end_to_end(tmp_path):
+  """A few steps of a tiny watermark and autoencoder at 16x16: every Pillow setting and both manipulations scored,
+  tau calibrated (on the training faces, false positives there <= 1%) and written for the CLI, README replaced."""
+  readme = tmp_path / 'README.md'
+  readme.write_text('a\n<!-- faceguard-experiments:start -->\nold\n<!-- faceguard-experiments:end -->\nb\n')
+  overrides = {'model_kwargs.features': 8, 'model_kwargs.message_bits': 8, 'model_kwargs.encoder_blocks': 1,
+               'model_kwargs.decoder_blocks': 1, 'input.photos': False, 'noise_layers': ['identity']}
+  code, out, err = run_cli('-m zoo.watermark.evaluate', f'--workdir={tmp_path / "wm"}',
+                           f'--ae_workdir={tmp_path / "ae"}', '--image_size=16', '--train_steps=3', '--ae_steps=3', f'--out={tmp_path / "out"}',
+                           f'--readme={readme}', f'--config_overrides={json.dumps(overrides)}', devices=1)
+  assert code == 0, err[-3000:]
+  results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  assert list(results['robustness']) == list(evaluate.post_processing())
+  assert set(results['manipulations']) == {'face replacement', 'autoencoder re-synthesis'}
+  assert results['calibration_fpr'] <= evaluate.MAX_FPR and results['tau'] * 8 == round(results['tau'] * 8)
+  assert json.loads((tmp_path / 'wm' / 'tau.json').read_text())['tau'] == results['tau']
+  assert all(0 <= r['bit_accuracy'] <= 1 for r in results['robustness'].values())
+  text = readme.read_text()
+  assert 'old' not in text and '| jpeg q50 |' in text and '| face replacement |' in text and text.endswith('b\n')
+  assert (tmp_path / 'out' / 'figure.png').stat().st_size > 5_000
