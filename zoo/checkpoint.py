@@ -9,6 +9,8 @@ import os
 import orbax.checkpoint as ocp
 from etils import epath
 
+from zoo.errors import UserError
+
 
 def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), 'checkpoints')
@@ -35,6 +37,27 @@ def restore_state(mngr: ocp.CheckpointManager, step: int, target: dict | None = 
 
 def restore_config(mngr: ocp.CheckpointManager, step: int) -> dict:
   return mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
+
+
+def load_variables(workdir: str, task: str, step: int | None = None, train_hint: str = '') -> tuple[dict, dict]:
+  """(config, {'params', 'batch_stats'}) of a `task` workdir at `step` (default: the latest), EMA weights when it has
+  them, on the host: what the inference tools (denoisers for PnP, the watermark API, the experiments) start from.
+  A workdir without checkpoints, or of another task, is a UserError; `train_hint` says how to train one."""
+  import jax
+  missing = UserError(f'no checkpoints in {workdir}' + (f': train one there first ({train_hint})' if train_hint else ''))
+  if not os.path.isdir(checkpoint_dir(workdir)):
+    raise missing
+  with manager(workdir, read_only=True) as mngr:
+    step = mngr.latest_step() if step is None else step
+    if step is None:
+      raise missing
+    config = restore_config(mngr, step)
+    state = restore_state(mngr, step)
+  if config.get('task') != task:
+    raise UserError(f'{workdir} holds a {config.get("task")} checkpoint of {config.get("model")}, not {task}')
+  prefix = 'ema_' if 'ema_params' in state else ''
+  variables = {'params': state[prefix + 'params'], 'batch_stats': state.get(prefix + 'batch_stats', {})}
+  return config, jax.device_get(variables)
 
 
 def save_pretrained(out_dir: str, variables: dict, config: dict) -> str:

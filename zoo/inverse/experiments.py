@@ -19,7 +19,6 @@ import os
 import re
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
@@ -171,7 +170,8 @@ def plot(results: dict, path: str) -> None:
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
-  panels = [('csmri', 'admm', 'CS-MRI Brain, random 30%, PnP-ADMM'), ('csmri', 'fbs', 'CS-MRI Brain, random 30%, PnP-FBS'),
+  panels = [('csmri', 'admm', 'CS-MRI Brain, random 30%, PnP-ADMM'),
+            ('csmri', 'fbs', 'CS-MRI Brain, random 30%, PnP-FBS'),
             ('poisson', 'admm', 'Poisson peak 1, PnP-ADMM'), ('poisson', 'fbs', 'Poisson peak 1, PnP-FBS')]
   fig, axes = plt.subplots(2, 4, figsize=(18, 7.5))
   for col, (problem, solver, title) in enumerate(panels):

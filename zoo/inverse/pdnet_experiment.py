@@ -30,7 +30,7 @@ METHODS = ('zero_filled', 'tv_pdhg', 'pnp_admm', 'pdnet_pdhg', 'pdnet_learned')
 LABELS = {'zero_filled': 'zero-filled', 'tv_pdhg': 'TV-PDHG', 'pnp_admm': 'PnP-ADMM, RealSN',
           'pdnet_pdhg': 'PD-Net pdhg', 'pdnet_learned': 'PD-Net learned'}
 TV_WEIGHTS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
-PNP_ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+PNP_ALPHAS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 TUNING_IMAGES = 6
 TUNING_SEED_OFFSET = 1  # tuning crops draw their phase from config.seed + 1
 DENOISER_SIGMA = 15
@@ -78,10 +78,8 @@ def trained_pdnet(config, workdir: str):
   if latest != steps:
     logging.info('PD-Net %s: training (or resuming) to step %d', workdir, steps)
     trainer.train_and_evaluate(config, workdir)
-  with checkpoint.manager(workdir, read_only=True) as mngr:
-    state = checkpoint.restore_state(mngr, mngr.latest_step())
-  model = zoo.create_model(config.model, **config.model_kwargs)
-  return model, jax.device_get(state['ema_params'])
+  _, variables = checkpoint.load_variables(workdir, 'reconstruction')
+  return zoo.create_model(config.model, **config.model_kwargs), variables['params']
 
 
 def denoiser(workdir: str, data_dir: str, steps: int, overrides: dict):
@@ -217,9 +215,9 @@ def table(results: dict) -> str:
   return '\n'.join(lines)
 
 
-def plot(results: dict, arrays: dict, path: str, image: int = 0) -> None:
-  """For one test image, per acceleration: the ground truth and each method's magnitude, then the mask and each
-  method's absolute error."""
+def plot(results: dict, arrays: dict, path: str, image: int = -1) -> None:
+  """For one test image (default the last, the phantom: the photographs' crops are small parts of a scene), per
+  acceleration: the ground truth and each method's magnitude, then the mask and each method's absolute error."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
@@ -230,7 +228,7 @@ def plot(results: dict, arrays: dict, path: str, image: int = 0) -> None:
     target = arr['target'][image]
     top, bottom = axes[2 * row], axes[2 * row + 1]
     top[0].imshow(target, cmap='gray', vmin=0, vmax=1)
-    top[0].set_title('ground truth', fontsize=9)
+    top[0].set_title(f'ground truth ({results["images"][image]})', fontsize=9)
     bottom[0].imshow(np.fft.fftshift(arr['mask']), cmap='gray')
     bottom[0].set_title(f'{a}x Cartesian mask ({100 * r["sampling_rate"]:.1f}%)', fontsize=9)
     for col, m in enumerate(METHODS, start=1):

@@ -1,30 +1,18 @@
 """Trained denoisers as plain functions for the plug-and-play solvers and the Lipschitz certificate."""
-import os
-
 import jax
 import jax.numpy as jnp
 
 import zoo
 from zoo import checkpoint
-from zoo.errors import UserError
 
 
-def load(workdir: str, step: int | None = None, use_ema: bool = True, power_iterations: int = 0):
-  """(model, variables, config dict) of the checkpoint at `step` (default: latest) of a denoising workdir, its
-  spectral-norm vectors first advanced by `power_iterations` on the final weights (see `converge_power_iteration`)."""
-  if not os.path.isdir(checkpoint.checkpoint_dir(workdir)):
-    raise UserError(f'no checkpoints in {workdir}: train a denoiser there first '
-                    '(python train.py --config=configs/denoiser.py:simplecnn-real-15 --workdir=DIR)')
-  with checkpoint.manager(workdir, read_only=True) as mngr:
-    step = mngr.latest_step() if step is None else step
-    config = checkpoint.restore_config(mngr, step)
-    state = checkpoint.restore_state(mngr, step)
-  if config.get('task') != 'denoising':
-    raise UserError(f'{workdir} holds a {config.get("task")} checkpoint of {config.get("model")}, not a denoiser')
-  prefix = 'ema_' if use_ema and 'ema_params' in state else ''
-  variables = {'params': state[prefix + 'params'], 'batch_stats': state.get(prefix + 'batch_stats', {})}
+def load(workdir: str, step: int | None = None, power_iterations: int = 0):
+  """(model, variables, config dict) of the checkpoint at `step` (default: latest; EMA weights when it has them) of a
+  denoising workdir, its spectral-norm vectors first advanced by `power_iterations` on the final weights (see
+  `converge_power_iteration`)."""
+  config, variables = checkpoint.load_variables(
+      workdir, 'denoising', step, 'python train.py --config=configs/denoiser.py:simplecnn-real-15 --workdir=DIR')
   model = zoo.create_model(config['model'], **config['model_kwargs'])
-  variables = jax.device_get(variables)
   if power_iterations:
     variables = converge_power_iteration(model, variables, config['input']['patch_size'], power_iterations)
   return model, variables, config

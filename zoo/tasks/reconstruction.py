@@ -19,7 +19,6 @@ NMSE of the output clipped to [0, 1], and the PSNR of the zero-filled |A* y|, cl
 import functools
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,6 +33,7 @@ from zoo.errors import UserError
 from zoo.inverse import mri
 from zoo.inverse.metrics import nmse, psnr, ssim
 from zoo.tasks.classification import weight_decay_mask
+from zoo.tasks.inputs import NamedInputs
 
 DATASETS = ('skimage', 'fastmri')
 # A photograph's phase: white noise low-passed by a Gaussian of this width in cycles per image (equally smooth at any
@@ -55,18 +55,6 @@ class EvalMetrics(metrics.Collection):
   ssim: metrics.Average.from_output('ssim')
   nmse: metrics.Average.from_output('nmse')
   psnr_zero_filled: metrics.Average.from_output('psnr_zero_filled')
-
-
-class KSpaceInput(nn.Module):
-  """The trainer initialises and applies a model on one input; reconstruction networks take two. This one takes
-  {'kspace', 'mask'} and shares the network's scope, so the parameters and checkpoints are the bare network's."""
-  net: nn.Module
-
-  def setup(self):
-    nn.share_scope(self, self.net)
-
-  def __call__(self, inputs, train: bool = False):
-    return self.net(inputs['kspace'], inputs['mask'], train=train)
 
 
 def smooth_phase(noise):
@@ -110,7 +98,7 @@ class ReconstructionTask:
     self.eval_images = self.held_out(size)
     self.num_eval_images = len(self.eval_images)
     self._eval_data = {}
-    self.model = KSpaceInput(zoo.create_model(config.model, **config.model_kwargs))
+    self.model = NamedInputs(zoo.create_model(config.model, **config.model_kwargs), ('kspace', 'mask'))
 
   def sampling_mask(self, shape) -> np.ndarray:
     k = self.config.kspace

@@ -18,7 +18,6 @@ real codecs (Pillow) and simulated deepfakes is zoo/watermark/evaluate.py.
 import functools
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +29,7 @@ from zoo.data.pipeline import DatasetError
 from zoo.errors import UserError
 from zoo.inverse.metrics import psnr, ssim
 from zoo.tasks.classification import weight_decay_mask
+from zoo.tasks.inputs import NamedInputs
 from zoo.watermark import noise
 
 # Fixed settings of the differentiable noise layers for the evaluation's bitwise accuracies.
@@ -61,18 +61,6 @@ class EvalMetrics(metrics.Collection):
   bit_accuracy_blur1: metrics.Average.from_output('bit_accuracy_blur1')
   bit_accuracy_crop70: metrics.Average.from_output('bit_accuracy_crop70')
   bit_accuracy_resize50: metrics.Average.from_output('bit_accuracy_resize50')
-
-
-class WatermarkInput(nn.Module):
-  """The trainer initialises a model on one input; FaceGuard takes two. This takes {'image', 'bits'} and shares
-  the network's scope, so parameters and checkpoints are the bare network's."""
-  net: nn.Module
-
-  def setup(self):
-    nn.share_scope(self, self.net)
-
-  def __call__(self, inputs, train: bool = False):
-    return self.net(inputs['image'], inputs['bits'], train=train)
 
 
 def bit_accuracy(decoded, bits):
@@ -115,7 +103,7 @@ class WatermarkingTask:
     self.eval_bits = np.random.default_rng(config.seed).integers(
         0, 2, (len(self.eval_images), self.bits)).astype(np.float32)
     self.net = zoo.create_model(config.model, bn_axis_name='batch', **config.model_kwargs)
-    self.model = WatermarkInput(self.net)  # what the trainer initialises; the task applies self.net
+    self.model = NamedInputs(self.net, ('image', 'bits'))  # what the trainer initialises; the task applies self.net
 
   @property
   def bits(self) -> int:

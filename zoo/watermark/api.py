@@ -8,7 +8,6 @@ reaches the decoder as a zoom or a blur of what it was trained on, which is how 
 (zoo/watermark/noise.py) present them in training.
 """
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -21,16 +20,8 @@ from zoo.errors import UserError
 
 def load(workdir: str, step: int | None = None) -> 'Watermark':
   """The watermark of a FaceGuard training workdir, at `step` (default: the latest checkpoint)."""
-  if not os.path.isdir(checkpoint.checkpoint_dir(workdir)):
-    raise UserError(f'no checkpoints in {workdir}: train FaceGuard there first '
-                    '(python train.py --config=configs/faceguard.py --workdir=DIR)')
-  with checkpoint.manager(workdir, read_only=True) as mngr:
-    step = mngr.latest_step() if step is None else step
-    config = checkpoint.restore_config(mngr, step)
-    state = checkpoint.restore_state(mngr, step)
-  if config.get('task') != 'watermarking':
-    raise UserError(f'{workdir} holds a {config.get("task")} checkpoint of {config.get("model")}, not a watermark')
-  variables = jax.device_get({'params': state['ema_params'], 'batch_stats': state['ema_batch_stats']})
+  config, variables = checkpoint.load_variables(
+      workdir, 'watermarking', step, 'python train.py --config=configs/faceguard.py --workdir=DIR')
   model = zoo.create_model(config['model'], **config['model_kwargs'])
   return Watermark(model, variables, config['input']['image_size'], config['model_kwargs']['message_bits'])
 

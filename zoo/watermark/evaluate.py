@@ -122,12 +122,8 @@ def resynthesise(workdir: str):
   import jax
   import zoo
   from zoo import checkpoint
-  with checkpoint.manager(workdir, read_only=True) as mngr:
-    step = mngr.latest_step()
-    config = checkpoint.restore_config(mngr, step)
-    state = checkpoint.restore_state(mngr, step)
+  config, variables = checkpoint.load_variables(workdir, 'autoencoding')
   model = zoo.create_model(config['model'], **config['model_kwargs'])
-  variables = {'params': state['ema_params'], 'batch_stats': state['ema_batch_stats']}
   apply = jax.jit(lambda x: model.apply(variables, x))
   return lambda images: np.round(np.clip(np.asarray(apply(images.astype(np.float32) / 255.0)), 0, 1) * 255
                                  ).astype(np.uint8)
@@ -262,7 +258,7 @@ if __name__ == '__main__':
   flags.DEFINE_string('workdir', 'workdirs/faceguard/watermark', 'The watermark is trained (or found) here.')
   flags.DEFINE_string('ae_workdir', 'workdirs/faceguard/autoencoder', 'The deepfake stand-in, likewise.')
   flags.DEFINE_integer('image_size', 32, 'Side of the faces (lfw_subset is 25x25).')
-  flags.DEFINE_integer('train_steps', 3000, 'Training steps of the watermark.')
+  flags.DEFINE_integer('train_steps', 4000, 'Training steps of the watermark.')
   flags.DEFINE_integer('ae_steps', 1500, 'Training steps of the autoencoder.')
   flags.DEFINE_string('config_overrides', '{}', 'JSON {dotted key: value} for the watermark config.')
   flags.DEFINE_string('out', 'docs/faceguard', 'Where results.json, table.md and figure.png go.')
