@@ -240,5 +240,5 @@ def plot(results: dict, arrays: dict, path: str, image: int = -1) -> None:
   for ax in axes.ravel():
     ax.set_axis_off()
   fig.tight_layout()
-  fig.savefig(path, dpi=80)
+  fig.savefig(path, dpi=60)
   plt.close(fig)
