@@ -8,12 +8,10 @@ the PSNR of the re-synthesised held-out faces.
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 from clu import metrics
 
 import zoo
 from zoo.data import faces, pipeline
-from zoo.data.pipeline import DatasetError
 from zoo.inverse.metrics import psnr
 from zoo.tasks.classification import weight_decay_mask
 
@@ -38,18 +36,7 @@ class AutoencodingTask:
 
   def __init__(self, config):
     self.config = config
-    if config.dataset != 'lfw':
-      raise DatasetError(f"autoencoding reads dataset 'lfw' (scikit-image's lfw_subset), not {config.dataset!r}")
-    size = config.input.image_size
-    train = faces.lfw(config.train_split, size)
-    if config.input.photos:
-      train = np.concatenate([train, faces.photo_crops(size, config.input.photo_stride)])
-    examples = faces.to_uint8(train)
-    self.examples = examples[jax.process_index()::jax.process_count()]
-    if len(self.examples) < config.batch_size // jax.process_count():
-      raise DatasetError(f'{len(self.examples)} training images on this host, fewer than one batch')
-    self.steps_per_epoch = len(examples) // config.batch_size
-    self.eval_images = faces.to_uint8(faces.lfw(config.eval_split, size)).astype(np.float32) / 255.0
+    self.examples, self.steps_per_epoch, self.eval_images = faces.task_data(config)
     self.model = zoo.create_model(config.model, bn_axis_name='batch', **config.model_kwargs)
 
   def init_inputs(self, image_size=None):

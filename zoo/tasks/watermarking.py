@@ -25,7 +25,6 @@ from clu import metrics
 
 import zoo
 from zoo.data import faces, pipeline
-from zoo.data.pipeline import DatasetError
 from zoo.errors import UserError
 from zoo.inverse.metrics import psnr, ssim
 from zoo.tasks.classification import weight_decay_mask
@@ -88,18 +87,7 @@ class WatermarkingTask:
       raise UserError(f'noise_layers {sorted(unknown) or "()"} invalid; choose from {", ".join(noise.NOISE_LAYERS)}')
     if config.loss.adversarial > 0 and not config.model_kwargs.get('critic', False):
       raise UserError('loss.adversarial > 0 needs the critic: set --config.model_kwargs.critic=True')
-    if config.dataset != 'lfw':
-      raise DatasetError(f"watermarking reads dataset 'lfw' (scikit-image's lfw_subset), not {config.dataset!r}")
-    train = faces.lfw('train', size)
-    if config.input.photos:
-      train = np.concatenate([train, faces.photo_crops(size, config.input.photo_stride)])
-    examples = faces.to_uint8(train)
-    self.examples = examples[jax.process_index()::jax.process_count()]
-    if len(self.examples) < config.batch_size // jax.process_count():
-      raise DatasetError(f'{len(self.examples)} training images on this host, fewer than one batch')
-    self.steps_per_epoch = len(examples) // config.batch_size
-    # Published images are 8-bit: the held-out covers are quantised like the training images.
-    self.eval_images = faces.to_uint8(faces.lfw(config.eval_split, size)).astype(np.float32) / 255.0
+    self.examples, self.steps_per_epoch, self.eval_images = faces.task_data(config)
     self.eval_bits = np.random.default_rng(config.seed).integers(
         0, 2, (len(self.eval_images), self.bits)).astype(np.float32)
     self.net = zoo.create_model(config.model, bn_axis_name='batch', **config.model_kwargs)
