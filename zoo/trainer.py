@@ -195,6 +195,32 @@ def train_and_evaluate(config, workdir: str) -> dict:
     return eval_metrics
 
 
+def train_unless_done(config, workdir: str, matched_keys=()) -> None:
+  """Trains `config` in `workdir` (resuming) unless its latest checkpoint already reached config.num_train_steps:
+  how the experiment scripts reuse what an earlier run trained. A workdir whose saved config differs from `config`
+  at one of `matched_keys` (paths such as ('input', 'image_size')) is refused, not trained over."""
+  import os
+  if os.path.isdir(checkpoint.checkpoint_dir(workdir)):
+    with checkpoint.manager(workdir, read_only=True) as mngr:
+      latest = mngr.latest_step()
+      stored = checkpoint.restore_config(mngr, latest) if latest is not None else None
+    if stored is not None:
+      differ = [f'{".".join(k)}={_lookup(stored, k)!r}, wanted {_lookup(config.to_dict(), k)!r}'
+                for k in matched_keys if _lookup(stored, k) != _lookup(config.to_dict(), k)]
+      if differ:
+        raise UserError(f'{workdir} holds another run ({"; ".join(differ)}); pass another workdir')
+      if latest >= config.num_train_steps:
+        return
+  logging.info('training %s in %s to step %d', config.model, workdir, config.num_train_steps)
+  train_and_evaluate(config, workdir)
+
+
+def _lookup(config: dict, path):
+  for key in path:
+    config = config.get(key) if isinstance(config, dict) else None
+  return config
+
+
 def restore_or_init(task, tx, mngr, config) -> TrainState:
   """The latest checkpoint's state when the workdir has one (a host copy, not yet on devices), else a fresh state,
   whose weights come from `config.init_from` when set (zoo/finetune.py; ignored on resuming: the workdir's own

@@ -49,16 +49,10 @@ def denoiser_config(sn: str, sigma: int, data_dir: str, steps: int):
 
 def trained_denoiser(sn: str, sigma: int):
   """(model, variables, config) of WORKDIR/simplecnn-SN-SIGMA, trained first when it lacks the final step."""
-  from zoo import checkpoint, trainer
+  from zoo import trainer
   from zoo.inverse import trained
   workdir = os.path.join(FLAGS.workdir, f'simplecnn-{sn}-{sigma}')
-  done = False
-  if os.path.isdir(checkpoint.checkpoint_dir(workdir)):
-    with checkpoint.manager(workdir, read_only=True) as mngr:
-      done = (mngr.latest_step() or 0) >= FLAGS.train_steps
-  if not done:
-    logging.info('training %s', workdir)
-    trainer.train_and_evaluate(denoiser_config(sn, sigma, FLAGS.data_dir, FLAGS.train_steps), workdir)
+  trainer.train_unless_done(denoiser_config(sn, sigma, FLAGS.data_dir, FLAGS.train_steps), workdir)
   return trained.load(workdir, power_iterations=POWER_ITERATIONS)
 
 

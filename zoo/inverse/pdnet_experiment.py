@@ -35,7 +35,7 @@ TUNING_IMAGES = 6
 TUNING_SEED_OFFSET = 1  # tuning crops draw their phase from config.seed + 1
 DENOISER_SIGMA = 15
 POWER_ITERATIONS = 1000  # on the denoiser's final weights, as the plug-and-play experiment (zoo/inverse/trained.py)
-# Config keys a reused workdir must share with the experiment's config.
+# Config keys a reused workdir must share with the experiment's config (trainer.train_unless_done).
 MATCHED_KEYS = (('model_kwargs', 'relaxation'), ('kspace', 'mask'), ('kspace', 'accel'), ('kspace', 'mask_seed'),
                 ('input', 'image_size'), ('num_train_steps',))
 
@@ -53,31 +53,11 @@ def pdnet_config(relaxation: str, accel: int, image_size: int, steps: int, overr
   return apply_overrides(c, overrides or {})
 
 
-def _lookup(config: dict, path):
-  for key in path:
-    config = config.get(key) if isinstance(config, dict) else None
-  return config
-
-
 def trained_pdnet(config, workdir: str):
   """(model, parameters) of the final checkpoint in `workdir`, trained there first when it lacks one."""
   import zoo
   from zoo import checkpoint, trainer
-  steps, latest = config.num_train_steps, None
-  if os.path.isdir(checkpoint.checkpoint_dir(workdir)):
-    with checkpoint.manager(workdir, read_only=True) as mngr:
-      latest = mngr.latest_step()
-      stored = checkpoint.restore_config(mngr, latest) if latest is not None else None
-    if stored is not None:
-      wanted = config.to_dict()
-      differ = [('.'.join(k), _lookup(stored, k), _lookup(wanted, k)) for k in MATCHED_KEYS
-                if _lookup(stored, k) != _lookup(wanted, k)]
-      if differ:
-        raise UserError(f'{workdir} holds another PD-Net ({", ".join(f"{k}={a!r}, wanted {b!r}" for k, a, b in differ)}'
-                        '); pass another --workdir')
-  if latest != steps:
-    logging.info('PD-Net %s: training (or resuming) to step %d', workdir, steps)
-    trainer.train_and_evaluate(config, workdir)
+  trainer.train_unless_done(config, workdir, MATCHED_KEYS)
   _, variables = checkpoint.load_variables(workdir, 'reconstruction')
   return zoo.create_model(config.model, **config.model_kwargs), variables['params']
 

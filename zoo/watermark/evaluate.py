@@ -22,7 +22,7 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 from zoo.errors import UserError
 
@@ -32,6 +32,8 @@ BLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0)
 CROP_FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9)
 RESIZE_SCALES = (0.5, 0.75, 1.5, 2.0)
 MAX_FPR = 0.01
+# A reused workdir must hold a model of the same task at the same size (trainer.train_unless_done).
+MATCHED_KEYS = (('task',), ('input', 'image_size'))
 
 
 # ---- real post-processing (Pillow) and simulated manipulations, on uint8 [H, W, 3] ----
@@ -100,23 +102,6 @@ def faceguard_config(image_size: int, steps: int, overrides: dict, variant: str 
   return apply_overrides(c, overrides)
 
 
-def trained(config, workdir: str) -> None:
-  """Trains `config` in `workdir` unless its final checkpoint is there (a workdir of another task is an error)."""
-  from zoo import checkpoint, trainer
-  if os.path.isdir(checkpoint.checkpoint_dir(workdir)):
-    with checkpoint.manager(workdir, read_only=True) as mngr:
-      latest = mngr.latest_step()
-      stored = checkpoint.restore_config(mngr, latest) if latest is not None else {}
-    if latest is not None and (stored.get('task'), stored['input']['image_size']) != (
-        config.task, config.input.image_size):
-      raise UserError(f'{workdir} holds a {stored.get("task")} model at {stored["input"]["image_size"]} px, not '
-                      f'{config.task} at {config.input.image_size}; pass another workdir')
-    if latest == config.num_train_steps:
-      return
-  logging.info('training %s in %s', config.task, workdir)
-  trainer.train_and_evaluate(config, workdir)
-
-
 def resynthesise(workdir: str):
   """uint8 [N, H, W, 3] -> the autoencoder's re-synthesis, uint8."""
   import jax
@@ -141,8 +126,10 @@ def run(workdir: str, ae_workdir: str, image_size: int, train_steps: int, ae_ste
   from zoo.data import faces
   from zoo.inverse.metrics import psnr, ssim
   from zoo.watermark import api
-  trained(faceguard_config(image_size, train_steps, overrides), workdir)
-  trained(faceguard_config(image_size, ae_steps, {}, 'autoencoder'), ae_workdir)
+  from zoo import trainer
+  for config, path in ((faceguard_config(image_size, train_steps, overrides), workdir),
+                       (faceguard_config(image_size, ae_steps, {}, 'autoencoder'), ae_workdir)):
+    trainer.train_unless_done(config, path, MATCHED_KEYS)
   wm = api.load(workdir)
   rng = np.random.default_rng(seed)
   ops = post_processing()
