@@ -1,9 +1,15 @@
 """FaceGuard watermark (`--config=configs/faceguard.py`) and its stand-in deepfake generator.
 
-- '' (default): `faceguard`, HiDDeN's networks and loss weights (SPEC.md, FaceGuard): 32 bits in 64x64 RGB images,
-  image MSE x 0.7 + message MSE x 1, one noise layer per batch among identity / JPEG / blur / crop / resize, Adam
-  1e-3 with cosine decay, batch 16, on lfw_subset's 80 training faces and crops of RGB photographs.
+- '' (default): `faceguard` with the spatial message layout (zoo/models/faceguard.py): 32 bits in 64x64 RGB images,
+  image MSE x 2 + message MSE x 1 + fragility x 1, one noise layer per batch among identity / JPEG / blur / crop /
+  resize, Adam 1e-3 with cosine decay, batch 16, on lfw_subset's 80 training faces and crops of RGB photographs.
+  HiDDeN weighs the image 0.7 (SPEC.md, FaceGuard); with the spatial layout that left the held-out faces at 24.5 dB
+  PSNR after 2,000 steps at 32x32, where 2 gives 28.4 dB at the same bitwise accuracies (both without the
+  fragility term). The fragility term (zoo/tasks/watermarking.py) asks for outputs of 0.5, no bits, once the face
+  region is replaced.
 - 'critic': the same with HiDDeN's adversary (weight 1e-3).
+- 'hidden': HiDDeN's own networks (the message broadcast to every pixel, 7 decoder blocks, global pooling) and
+  loss (image weight 0.7, no fragility term).
 - 'autoencoder': `face_autoencoder`, trained to re-synthesise the training faces (MSE), the deepfake stand-in of
   zoo/watermark/evaluate.py: a generator that never saw a watermark.
 """
@@ -11,7 +17,7 @@ import ml_collections
 
 from configs import common
 
-VARIANTS = ('', 'critic', 'autoencoder')
+VARIANTS = ('', 'critic', 'hidden', 'autoencoder')
 
 
 def get_config(arg: str = ''):
@@ -43,7 +49,11 @@ def get_config(arg: str = ''):
   c.task = 'watermarking'
   c.model = 'faceguard'
   c.model_kwargs = ml_collections.ConfigDict(dict(
-      message_bits=32, encoder_blocks=4, decoder_blocks=7, features=64, critic=arg == 'critic', dtype='float32'))
+      message_bits=32, encoder_blocks=4, decoder_blocks=7 if arg == 'hidden' else 4, features=64,
+      message_layout='broadcast' if arg == 'hidden' else 'spatial', message_grid=8, critic=arg == 'critic',
+      dtype='float32'))
   c.noise_layers = ('identity', 'jpeg', 'blur', 'crop', 'resize')
-  c.loss = ml_collections.ConfigDict(dict(image=0.7, message=1.0, adversarial=1e-3 if arg == 'critic' else 0.0))
+  c.loss = ml_collections.ConfigDict(dict(image=0.7 if arg == 'hidden' else 2.0, message=1.0,
+                                          adversarial=1e-3 if arg == 'critic' else 0.0,
+                                          fragile=0.0 if arg == 'hidden' else 1.0))
   return c

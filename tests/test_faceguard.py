@@ -15,7 +15,7 @@ from zoo import trainer
 from zoo.data import faces
 from zoo.errors import UserError
 from zoo.tasks.watermarking import WatermarkingTask
-from zoo.watermark import api, evaluate
+from zoo.watermark import api, evaluate, manipulation
 
 
 def count(tree):
@@ -23,23 +23,38 @@ def count(tree):
 
 
 def test_parameter_counts():
-  """HiDDeN's networks at 32 bits (hand count: encoder 4 x conv-BN(64) + conv-BN on 64 + 32 + 3 channels + 1x1 to
-  RGB; decoder 7 x conv-BN(64) + conv-BN(32) + Linear(32, 32); critic 3 x conv-BN(64) + Linear(64, 1))."""
+  """At 32 bits, hand-counted. Spatial layout: encoder 4 x conv-BN(64) + message processor (Linear(32, 64), conv-BN
+  on 1 channel) + conv-BN on 64 + 64 + 3 channels + 1x1 to RGB; decoder 4 x conv-BN(64) + 3x3 conv to 1 channel +
+  Linear(64, 32). HiDDeN's broadcast layout: encoder as above without the processor, the concatenation on
+  64 + 32 + 3; decoder 7 x conv-BN(64) + conv-BN(32) + Linear(32, 32). Critic 3 x conv-BN(64) + Linear(64, 1)."""
   model = zoo.create_model('faceguard', critic=True)
   shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)), jnp.zeros((1, 32)))['params']
-  assert {k: count(v) for k, v in shapes.items()} == {'encoder': 170_179, 'decoder': 243_360, 'adversary': 75_905}
+  assert {k: count(v) for k, v in shapes.items()} == {'encoder': 191_427, 'decoder': 115_489, 'adversary': 75_905}
+  hidden = zoo.create_model('faceguard', message_layout='broadcast', decoder_blocks=7)
+  shapes = jax.eval_shape(hidden.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)), jnp.zeros((1, 32)))['params']
+  assert {k: count(v) for k, v in shapes.items()} == {'encoder': 170_179, 'decoder': 243_360}
   ae = zoo.create_model('face_autoencoder')
   assert count(jax.eval_shape(ae.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))['params']) == 293_347
 
 
-def test_encoder_starts_at_identity_and_decoder_reads_any_size():
-  model = zoo.create_model('faceguard', message_bits=8, features=8)
+def test_encoder_starts_at_identity_and_decoders_read_their_sizes():
+  """The spatial decoder reads message_grid x 2^k squares (the API resizes to the model's size); HiDDeN's global
+  pooling reads any size."""
   cover = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
   bits = jnp.array([[0, 1] * 4, [1, 1, 0, 0] * 2], jnp.float32)
-  variables = model.init(jax.random.key(0), cover, bits)
-  np.testing.assert_array_equal(model.apply(variables, cover, bits, method=model.encode), cover)
-  for shape in [(1, 32, 32, 3), (3, 48, 40, 3)]:
-    assert model.apply(variables, jnp.zeros(shape), method=model.decode).shape == (shape[0], 8)
+  spatial = zoo.create_model('faceguard', message_bits=8, features=8)
+  broadcast = zoo.create_model('faceguard', message_bits=8, features=8, message_layout='broadcast')
+  for model in (spatial, broadcast):
+    variables = model.init(jax.random.key(0), cover, bits)
+    np.testing.assert_array_equal(model.apply(variables, cover, bits, method=model.encode), cover)
+    sizes = [(1, 32, 32, 3), (3, 16, 16, 3)] + ([(3, 48, 40, 3)] if model is broadcast else [])
+    for shape in sizes:
+      assert model.apply(variables, jnp.zeros(shape), method=model.decode).shape == (shape[0], 8)
+  for shape in [(1, 48, 48, 3), (1, 32, 16, 3), (1, 256, 256, 3)]:  # 256 needs 5 halvings, 4 blocks
+    with pytest.raises(UserError, match='message_grid'):
+      spatial.init(jax.random.key(0), jnp.zeros(shape), jnp.zeros((1, 8)))
+  with pytest.raises(UserError, match='message_layout'):
+    zoo.create_model('faceguard', message_layout='tiled').init(jax.random.key(0), cover, bits)
   with pytest.raises(UserError, match='divisible by 8'):
     ae = zoo.create_model('face_autoencoder')
     ae.init(jax.random.key(0), jnp.zeros((1, 36, 36, 3)))
@@ -48,8 +63,11 @@ def test_encoder_starts_at_identity_and_decoder_reads_any_size():
 def test_config_and_task_checks():
   c = faceguard.get_config()
   assert (c.model_kwargs.message_bits, c.input.image_size, c.loss.image, c.loss.message, c.loss.adversarial) == (
-      32, 64, 0.7, 1.0, 0.0)
+      32, 64, 2.0, 1.0, 0.0)
   assert faceguard.get_config('critic').loss.adversarial == 1e-3
+  hidden = faceguard.get_config('hidden')
+  assert (hidden.model_kwargs.message_layout, hidden.loss.image, hidden.loss.fragile) == ('broadcast', 0.7, 0.0)
+  assert (c.model_kwargs.message_layout, c.loss.fragile) == ('spatial', 1.0)
   assert faceguard.get_config('autoencoder').task == 'autoencoding'
   with pytest.raises(ValueError):
     faceguard.get_config('gan')
@@ -74,7 +92,7 @@ def test_post_processing_and_manipulations():
   assert len(ops) == 1 + 5 + 4 + 5 + 4
   assert ops['crop 50%'](image).shape == (16, 16, 3) and ops['resize 2x'](image).shape == (64, 64, 3)
   assert ops['jpeg q50'](image).shape == image.shape and np.any(ops['jpeg q50'](image) != image)
-  mask = evaluate.face_mask(32)
+  mask = manipulation.face_mask(32)
   assert mask[16, 16, 0] == 1 and mask[0, 0, 0] == 0 and 0.3 < mask.mean() < 0.5
   other = np.zeros_like(image)
   swapped = evaluate.replace_face(image, other)
@@ -115,11 +133,12 @@ def trained(tmp_path_factory):
 
 
 def test_watermark_learns_the_bits(trained):
-  """Chance is 0.5. Measured after 600 steps: 0.881 of the held-out faces' bits with no post-processing (0.869 after
-  300), PSNR ~27 dB."""
+  """Chance is 0.5. Measured after 600 steps: all the held-out faces' bits with no post-processing (also after 300),
+  PSNR 26.6 dB; 0.675 of the bits once the face is replaced (0.84 after 300 steps: the fragility term at work)."""
   _, metrics = trained
-  assert metrics['bit_accuracy'] > 0.8, metrics
+  assert metrics['bit_accuracy'] > 0.95, metrics
   assert metrics['psnr'] > 25 and 0.8 < metrics['ssim'] <= 1, metrics
+  assert metrics['bit_accuracy_face_replaced'] < 0.8, metrics
 
 
 def face(height, width):
@@ -196,7 +215,8 @@ def test_evaluation_end_to_end(tmp_path):
   overrides = {'model_kwargs.features': 8, 'model_kwargs.message_bits': 8, 'model_kwargs.encoder_blocks': 1,
                'model_kwargs.decoder_blocks': 1, 'input.photos': False, 'noise_layers': ['identity']}
   code, out, err = run_cli('-m zoo.watermark.evaluate', f'--workdir={tmp_path / "wm"}',
-                           f'--ae_workdir={tmp_path / "ae"}', '--image_size=16', '--train_steps=3', '--ae_steps=3', f'--out={tmp_path / "out"}',
+                           f'--ae_workdir={tmp_path / "ae"}', '--image_size=16', '--train_steps=3', '--ae_steps=3',
+                           f'--out={tmp_path / "out"}',
                            f'--readme={readme}', f'--config_overrides={json.dumps(overrides)}', devices=1)
   assert code == 0, err[-3000:]
   results = json.loads((tmp_path / 'out' / 'results.json').read_text())

@@ -3,17 +3,23 @@ the image was post-processed.
 
 Each step draws fresh random messages and one noise layer for the batch (zoo/watermark/noise.py: identity, JPEG,
 Gaussian blur, crop, resize, all differentiable) from the step's rng: encoded = E(cover, bits), decoded =
-D(noise(encoded)). Loss (HiDDeN's weights by default): `loss.image` * MSE(encoded, cover) + `loss.message` *
+D(noise(encoded)). Loss (configs/faceguard.py gives the weights): `loss.image` * MSE(encoded, cover) + `loss.message` *
 MSE(decoded, bits), plus, with `loss.adversarial` > 0 and `model_kwargs.critic=True`, HiDDeN's adversary: the critic
 learns to tell covers from encoded images (its loss sees the encoded image without gradient) while the encoder
 gets `loss.adversarial` * the critic's loss for calling the encoded image a cover (that term sees the critic's
 parameters without gradient), so one optimiser trains both without either helping the other's objective.
 
+Fragility (`loss.fragile` > 0): FaceGuard's watermark must not survive a deepfake. Each step also pastes another
+image's face region into the encoded image (zoo/watermark/manipulation.py) and adds `loss.fragile` * MSE(decoded,
+0.5): nothing of the bits may be readable from what is left around the face, so the encoder has to carry them in
+the face. The post-processed and the face-replaced images go through the decoder as one batch.
+
 Data (zoo/data/faces.py): the 80 training faces of lfw_subset and, with `input.photos`, crops of RGB photographs;
 evaluation embeds a fixed message (from `seed`) in each of the 20 held-out faces, rounds the published image to
 8 bits, and reports PSNR / SSIM against the cover and the bitwise accuracy of the extracted message with no
-post-processing and after each differentiable noise layer at a fixed setting (`EVAL_NOISE`). The evaluation with
-real codecs (Pillow) and simulated deepfakes is zoo/watermark/evaluate.py.
+post-processing, after each differentiable noise layer at a fixed setting (`EVAL_NOISE`) and once the face is
+replaced by the next one's in the batch. The evaluation with real codecs (Pillow) and simulated deepfakes is
+zoo/watermark/evaluate.py.
 """
 import functools
 
@@ -29,7 +35,7 @@ from zoo.errors import UserError
 from zoo.inverse.metrics import psnr, ssim
 from zoo.tasks.classification import weight_decay_mask
 from zoo.tasks.inputs import NamedInputs
-from zoo.watermark import noise
+from zoo.watermark import manipulation, noise
 
 # Fixed settings of the differentiable noise layers for the evaluation's bitwise accuracies.
 EVAL_NOISE = {
@@ -60,6 +66,7 @@ class EvalMetrics(metrics.Collection):
   bit_accuracy_blur1: metrics.Average.from_output('bit_accuracy_blur1')
   bit_accuracy_crop70: metrics.Average.from_output('bit_accuracy_crop70')
   bit_accuracy_resize50: metrics.Average.from_output('bit_accuracy_resize50')
+  bit_accuracy_face_replaced: metrics.Average.from_output('bit_accuracy_face_replaced')
 
 
 def bit_accuracy(decoded, bits):
@@ -121,19 +128,27 @@ class WatermarkingTask:
     layers = tuple(self.config.noise_layers)
     critic = self.config.loss.adversarial > 0
 
+    w = self.config.loss
+    fragile = w.fragile > 0
+
     def forward(net, cover, bits):
       encoded = net.encode(cover, bits, train=True)
-      decoded = net.decode(noise.random_noise(encoded, noise_rng, layers), train=True)
+      seen = noise.random_noise(encoded, noise_rng, layers)
+      if fragile:  # one decoder batch: the post-processed images, then the same with another image's face pasted in
+        seen = jnp.concatenate([seen, manipulation.replace_face(encoded, jnp.roll(cover, 1, axis=0))])
+      decoded = net.decode(seen, train=True)
       logits = (net.critique(cover, train=True), net.critique(jax.lax.stop_gradient(encoded), train=True)) \
           if critic else ()
       return encoded, decoded, logits
 
     (encoded, decoded, logits), updates = self.net.apply(
         {'params': params, 'batch_stats': batch_stats}, cover, bits, method=forward, mutable=['batch_stats'])
+    decoded, replaced = decoded[:len(bits)], decoded[len(bits):]
     image_mse = jnp.mean(jnp.square(encoded - cover))
     message_mse = jnp.mean(jnp.square(decoded - bits))
-    w = self.config.loss
     loss = w.image * image_mse + w.message * message_mse
+    if fragile:  # nothing of the bits is left to read once the face is replaced: every output at 0.5
+      loss += w.fragile * jnp.mean(jnp.square(replaced - 0.5))
     if critic:
       frozen = {**params, 'adversary': jax.lax.stop_gradient(params['adversary'])}
       fooled = self.net.apply({'params': frozen, 'batch_stats': batch_stats}, encoded, train=True,
@@ -153,4 +168,5 @@ class WatermarkingTask:
 
     return {'psnr': psnr(published, cover), 'ssim': ssim(published, cover), 'bit_accuracy': accuracy(published),
             **{f'bit_accuracy_{name}': accuracy(jnp.clip(f(published), 0.0, 1.0)) for name, f in EVAL_NOISE.items()},
+            'bit_accuracy_face_replaced': accuracy(manipulation.replace_face(published, jnp.roll(cover, 1, axis=0))),
             'mask': batch['mask']}

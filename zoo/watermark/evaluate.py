@@ -25,6 +25,7 @@ import numpy as np
 from absl import app, flags
 
 from zoo.errors import UserError
+from zoo.watermark import manipulation
 
 FLAGS = flags.FLAGS
 JPEG_QUALITIES = (50, 60, 70, 80, 90)
@@ -32,8 +33,8 @@ BLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0)
 CROP_FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9)
 RESIZE_SCALES = (0.5, 0.75, 1.5, 2.0)
 MAX_FPR = 0.01
-# A reused workdir must hold a model of the same task at the same size (trainer.train_unless_done).
-MATCHED_KEYS = (('task',), ('input', 'image_size'))
+# A reused workdir must hold a model of the same task, size, layout and fragility (trainer.train_unless_done).
+MATCHED_KEYS = (('task',), ('input', 'image_size'), ('model_kwargs', 'message_layout'), ('loss', 'fragile'))
 
 
 # ---- real post-processing (Pillow) and simulated manipulations, on uint8 [H, W, 3] ----
@@ -75,18 +76,9 @@ def post_processing() -> dict:
   return ops
 
 
-def face_mask(size: int, feather: float = 0.08) -> np.ndarray:
-  """float [size, size, 1]: 1 inside the central ellipse where lfw's aligned crops hold the face (60 % of the width,
-  80 % of the height), fading to 0 over `feather` of the side, as a blended face swap."""
-  y, x = np.mgrid[:size, :size] / (size - 1) - 0.5
-  r = np.sqrt((x / 0.3) ** 2 + (y / 0.4) ** 2)
-  return np.clip((1.0 - r) / (feather / 0.3) + 0.5, 0.0, 1.0)[..., None]
-
-
 def replace_face(target: np.ndarray, source: np.ndarray) -> np.ndarray:
-  """`target` with its face region replaced by `source`'s (same size): face replacement, simulated."""
-  m = face_mask(target.shape[0])
-  return np.round(m * source + (1 - m) * target).astype(np.uint8)
+  """uint8 `target` with its face region replaced by `source`'s (same size): face replacement, simulated."""
+  return np.round(manipulation.replace_face(target.astype(np.float32), source.astype(np.float32))).astype(np.uint8)
 
 
 # ---- the experiment ----
@@ -245,7 +237,7 @@ if __name__ == '__main__':
   flags.DEFINE_string('workdir', 'workdirs/faceguard/watermark', 'The watermark is trained (or found) here.')
   flags.DEFINE_string('ae_workdir', 'workdirs/faceguard/autoencoder', 'The deepfake stand-in, likewise.')
   flags.DEFINE_integer('image_size', 32, 'Side of the faces (lfw_subset is 25x25).')
-  flags.DEFINE_integer('train_steps', 4000, 'Training steps of the watermark.')
+  flags.DEFINE_integer('train_steps', 8000, 'Training steps of the watermark.')
   flags.DEFINE_integer('ae_steps', 1500, 'Training steps of the autoencoder.')
   flags.DEFINE_string('config_overrides', '{}', 'JSON {dotted key: value} for the watermark config.')
   flags.DEFINE_string('out', 'docs/faceguard', 'Where results.json, table.md and figure.png go.')
