@@ -32,8 +32,10 @@ class DataParallel:
   def num_devices(self) -> int:
     return jax.device_count()
 
-  def compile(self, fn, num_sharded: int, num_replicated: int = 0, donate_state: bool = True):
-    """fn(state, *sharded_batches, *replicated_args) -> (state-like, metrics) or metrics, per device."""
+  def compile(self, fn, num_sharded: int, num_replicated: int = 0, donate_state: bool = True,
+              sharded_output: bool = False):
+    """fn(state, *sharded_batches, *replicated_args) -> (state-like, metrics) or metrics, per device; with
+    `sharded_output`, fn returns its share of a batch-sized output (benchmark.py's logits) instead."""
     donate = (0,) if donate_state else ()
     if self.mode == 'pmap':
       in_axes = (0,) + (0,) * num_sharded + (None,) * num_replicated
@@ -41,7 +43,8 @@ class DataParallel:
     in_specs = (P(),) + (P(AXIS),) * num_sharded + (P(),) * num_replicated
     # Outputs are replicated by construction (averaged gradients, cross-replica BN, gathered metrics), which the
     # replication checker cannot infer through every collective.
-    mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=P(), check_vma=False)
+    mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=P(AXIS) if sharded_output else P(),
+                           check_vma=False)
     return jax.jit(mapped, donate_argnums=donate)
 
   def put_state(self, state):

@@ -96,6 +96,16 @@ class ClassificationTask:
     self.steps_per_epoch = pipeline.split_size(self.builder, config.train_split) // config.batch_size
     self.token_grid = self._token_grid() if config.input.token_labels else None
 
+  @classmethod
+  def without_data(cls, config, num_classes: int):
+    """The task's model, loss and metrics with no dataset behind them, for benchmark.py's synthetic batches: the
+    same train step as training, with `num_classes` outputs."""
+    task = cls.__new__(cls)
+    task.config, task.builder, task.token_grid, task.steps_per_epoch = config, None, None, 1
+    kwargs = {**config.model_kwargs, 'num_classes': num_classes}
+    task.model = zoo.create_model(config.model, bn_axis_name='batch', **kwargs)
+    return task
+
   def _token_grid(self):
     """The (h, w) grid of the model's aux tokens, onto which the pipeline maps the dense targets."""
     grid = getattr(self.model, 'grid', None)
