@@ -1,4 +1,5 @@
-"""Import of pretrained weights: `from_timm(name, load_weights(file), **overrides) -> variables`.
+"""Import of pretrained weights: `from_timm(name, load_weights(file), **overrides) -> variables`, and the way
+back, `to_timm(name, variables)` (export.py).
 
 CLI: `python -m zoo.convert --model resnetrs50 --weights FILE --out DIR` writes a checkpoint that eval.py reads.
 Families become convertible by registering their timm names (`register_timm`, see timm_resnet_rs.py).
@@ -6,6 +7,6 @@ Families become convertible by registering their timm names (`register_timm`, se
 from zoo.convert import timm_resnet_rs  # noqa: F401  (registers the ResNet-RS mapping)
 from zoo.convert import timm_volo  # noqa: F401  (registers the VOLO mapping)
 from zoo.convert.readers import load_weights
-from zoo.convert.timm import TIMM_FAMILIES, ConversionError, TimmFamily, from_timm, register_timm
+from zoo.convert.timm import TIMM_FAMILIES, ConversionError, TimmFamily, from_timm, register_timm, to_timm
 
-__all__ = ['from_timm', 'load_weights', 'register_timm', 'TimmFamily', 'TIMM_FAMILIES', 'ConversionError']
+__all__ = ['from_timm', 'to_timm', 'load_weights', 'register_timm', 'TimmFamily', 'TIMM_FAMILIES', 'ConversionError']

@@ -107,6 +107,18 @@ def from_timm(name: str, state_dict: dict, **overrides) -> dict:
   return traverse_util.unflatten_dict(flat)
 
 
+def to_timm(name: str, variables: dict) -> dict[str, np.ndarray]:
+  """The inverse of `from_timm`: zoo variables ({'params', 'batch_stats'}) of `name` as a timm state dict (timm's
+  names, torch's layouts), so that weights trained here load into timm."""
+  family = _family(name)
+  out = {}
+  for path, value in traverse_util.flatten_dict(variables).items():
+    value = np.asarray(value)
+    _, axes = torch_layout(path, value.shape)
+    out[family.timm_key(path)] = np.ascontiguousarray(value.transpose(np.argsort(axes)) if axes else value)
+  return out
+
+
 def _report(model: str, missing, unexpected, wrong, family: TimmFamily, state_dict) -> str:
   counts = [f'{len(v)} {what}' for v, what in ((missing, 'missing'), (unexpected, 'unexpected'),
                                                 (wrong, 'with the wrong shape')) if v]

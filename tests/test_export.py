@@ -1,0 +1,87 @@
+"""export.py: the artifact runs with jax alone (a subprocess that never imports the zoo) and gives the live model's
+logits at several batch sizes; its timm-named weights convert back to the same variables."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import zoo
+from configs import quickstart
+from helpers import run_cli
+from zoo import checkpoint
+
+LOADER = '''
+import sys, json
+import jax, numpy as np
+out = sys.argv[1]
+exported = jax.export.deserialize(open(out + '/model.jaxexport', 'rb').read())
+variables = {}
+for name, value in np.load(out + '/variables.npz').items():
+  node = variables
+  *parents, leaf = name.split('/')
+  for p in parents:
+    node = node.setdefault(p, {})
+  node[leaf] = value
+images = np.load(out + '/images.npy')
+logits = {str(n): np.asarray(exported.call(variables, images[:n])).tolist() for n in (1, 3, 5)}
+assert not any(m == 'zoo' or m.startswith('zoo.') for m in sys.modules)
+print(json.dumps(logits))
+'''
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  """A quickstart-sized ResNet-RS on RGB input (timm's stems are RGB) with random BatchNorm statistics, saved as a
+  checkpoint."""
+  config = quickstart.get_config()
+  config.model_kwargs.num_classes = 10
+  config.input.channels = 3
+  model = zoo.create_model(config.model, **config.model_kwargs)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 3)))
+  keys = iter(jax.random.split(jax.random.key(1), 1000))
+  variables = {'params': variables['params'], 'batch_stats': jax.tree.map(
+      lambda x: jax.random.uniform(next(keys), x.shape, minval=0.5, maxval=1.5), variables['batch_stats'])}
+  path = tmp_path_factory.mktemp('export') / 'run'
+  checkpoint.save_pretrained(str(path), variables, config.to_dict())
+  return str(path), model, variables
+
+
+def test_exported_function_runs_without_the_zoo(workdir, tmp_path):
+  path, model, variables = workdir
+  out = tmp_path / 'artifact'
+  code, stdout, err = run_cli('export.py', f'--workdir={path}', f'--out={out}', '--batch_polymorphic')
+  assert code == 0, err[-2000:]
+  meta = json.loads((out / 'export.json').read_text())
+  assert (meta['model'], meta['image_size'], meta['channels'], meta['batch'], meta['timm']) == (
+      'resnetrs50', 28, 3, 'any', True)
+  images = np.random.default_rng(0).standard_normal((5, 28, 28, 3)).astype(np.float32)
+  np.save(out / 'images.npy', images)
+  code, stdout, err = run_cli('-c', LOADER, str(out))
+  assert code == 0, err[-2000:]
+  logits = json.loads(stdout)
+  live = np.asarray(model.apply(variables, images, train=False))
+  for n in (1, 3, 5):
+    np.testing.assert_allclose(np.asarray(logits[str(n)]), live[:n], rtol=1e-5, atol=1e-5)
+
+
+def test_timm_weights_convert_back(workdir, tmp_path):
+  from safetensors.numpy import load_file
+  path, model, variables = workdir
+  out = tmp_path / 'artifact'
+  code, _, err = run_cli('export.py', f'--workdir={path}', f'--out={out}')
+  assert code == 0, err[-2000:]
+  weights = load_file(str(out / 'timm.safetensors'))
+  assert weights['conv1.0.weight'].shape[:2] == (8, 3)  # torch layout: (out, in, h, w)
+  config = quickstart.get_config()
+  back = zoo.convert.from_timm('resnetrs50', weights, **{**config.model_kwargs, 'num_classes': 10})
+  for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(variables)):
+    np.testing.assert_array_equal(a, np.asarray(b))
+  code, _, err = run_cli('export.py', f'--workdir={path}', f'--out={out}')
+  assert code != 0 and 'exists' in err.strip().splitlines()[-1]
+
+
+def test_missing_workdir_is_one_error_line(tmp_path):
+  code, _, err = run_cli('export.py', f'--workdir={tmp_path / "none"}', f'--out={tmp_path / "out"}')
+  assert code != 0 and 'no checkpoints' in err.strip().splitlines()[-1] and not (tmp_path / 'out').exists()
