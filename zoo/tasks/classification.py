@@ -86,13 +86,11 @@ class ClassificationTask:
     self.builder = pipeline.get_builder(config.dataset, config.get('data_dir'))
     pipeline.split_size(self.builder, config.train_split)
     pipeline.split_size(self.builder, config.eval_split)
-    kwargs = dict(config.model_kwargs)
     classes = pipeline.num_classes(self.builder)
-    if kwargs.setdefault('num_classes', classes) != classes:
-      raise UserError(f'model_kwargs.num_classes={kwargs["num_classes"]} but dataset {config.dataset!r} has '
-                       f'{classes} classes')
-    # Cross-replica BatchNorm: statistics of the global batch, as if it ran on one device.
-    self.model = zoo.create_model(config.model, bn_axis_name='batch', **kwargs)
+    if config.model_kwargs.get('num_classes', classes) != classes:
+      raise UserError(f'model_kwargs.num_classes={config.model_kwargs.num_classes} but dataset {config.dataset!r} '
+                      f'has {classes} classes')
+    self.model = self._classifier(config, classes)
     self.steps_per_epoch = pipeline.split_size(self.builder, config.train_split) // config.batch_size
     self.token_grid = self._token_grid() if config.input.token_labels else None
 
@@ -102,9 +100,13 @@ class ClassificationTask:
     same train step as training, with `num_classes` outputs."""
     task = cls.__new__(cls)
     task.config, task.builder, task.token_grid, task.steps_per_epoch = config, None, None, 1
-    kwargs = {**config.model_kwargs, 'num_classes': num_classes}
-    task.model = zoo.create_model(config.model, bn_axis_name='batch', **kwargs)
+    task.model = cls._classifier(config, num_classes)
     return task
+
+  @staticmethod
+  def _classifier(config, num_classes: int):
+    # Cross-replica BatchNorm: statistics of the global batch, as if it ran on one device.
+    return zoo.create_model(config.model, bn_axis_name='batch', **{**config.model_kwargs, 'num_classes': num_classes})
 
   def _token_grid(self):
     """The (h, w) grid of the model's aux tokens, onto which the pipeline maps the dense targets."""
