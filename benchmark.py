@@ -105,7 +105,7 @@ def build(model: str, image_size: int | None, batch_size: int, mode: str, dtype:
     fn = dp.compile(functools.partial(trainer.train_step, task=task, tx=tx, decay=config.ema_decay),
                     num_sharded=1, num_replicated=1)
     args = (dp.put_state(state), batch, jax.random.key(1))
-    advance = lambda out, args: (out[0],) + args[1:]  # noqa: E731  (the donated state is replaced by the new one)
+    advance = lambda out, args: (out[0],) + args[1:]  # noqa: E731  (the next call takes the new state)
   else:
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
 

@@ -58,3 +58,19 @@ def test_cli_prints_one_json_line():
 def test_bad_input_is_one_error_line(args, message):
   code, out, err = run_cli('benchmark.py', *args, devices=4)
   assert code != 0 and message in err.strip().splitlines()[-1], err[-2000:]
+
+
+def test_profile_step_sums_the_trace_by_operation(tmp_path):
+  """tools/profile_step.py traces benchmark.py's training step and sums the device events by kind of operation:
+  a ResNet-RS step runs convolutions or dots (the XLA flag turns 1x1 convolutions into dots) and fusions."""
+  code, out, err = run_cli('tools/profile_step.py', '--model=resnetrs50', '--image_size=32', '--batch_size=2',
+                           '--model_kwargs={"stage_depths": [1, 1, 1, 1], "width_multiplier": 0.25}', '--top=100',
+                           f'--trace_dir={tmp_path}', devices=2)
+  assert code == 0, err[-2000:]
+  lines = out.strip().splitlines()
+  assert lines[0].startswith('resnetrs50 train, batch 2') and lines[-1].endswith('kinds')
+  rows = {line.split()[-1]: float(line.split()[0]) for line in lines[1:-1]}
+  assert any('conv' in k or k == 'dot' or k.startswith('ynn') for k in rows)
+  assert any(k.endswith('fusion') for k in rows) and all(ms >= 0 for ms in rows.values())
+  assert float(lines[-1].split()[0]) == pytest.approx(sum(rows.values()), abs=0.05 * len(rows))
+  assert list(tmp_path.glob('**/*.xplane.pb'))

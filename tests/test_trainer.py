@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers import load_params, max_abs_diff, run_cli, tiny_config
 from zoo import trainer
+from zoo.parallel import DataParallel
 from zoo.tasks.classification import weight_decay_mask
 
 
@@ -169,3 +170,15 @@ def test_profile_on_request_writes_a_trace(tfds_dir, tmp_path):
   import glob
   trainer.train_and_evaluate(tiny_config(tfds_dir, num_train_steps=16, profile=True), str(tmp_path))
   assert glob.glob(f'{tmp_path}/plugins/profile/*/*.xplane.pb')
+
+
+@pytest.mark.parametrize('mode', ['pmap', 'shard_map'])
+def test_state_is_not_donated_on_cpu(mode):
+  """On CPU, donation made XLA copy every parameter before updating it (RS-50's step ran 26% slower), so
+  DataParallel donates only on accelerators: the old state stays readable after the step."""
+  dp = DataParallel(mode)
+  state = dp.put_state({'w': jnp.ones(4)})
+  step = dp.compile(lambda s, x: {'w': s['w'] + jax.lax.pmean(x.sum(), 'batch')}, num_sharded=1)
+  new = step(state, dp.put_batch(np.ones((8, 2), np.float32)))
+  assert not state['w'].is_deleted()
+  np.testing.assert_array_equal(dp.get_state(new)['w'], np.full(4, 3.0))

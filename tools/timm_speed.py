@@ -4,8 +4,9 @@
 
 Prints one JSON line: images_per_sec as the median over `steps` timed calls after `warmup` calls, with the
 slowest and fastest. infer is the eval forward under torch.inference_mode; train is forward, cross-entropy,
-backward and an SGD step with Nesterov momentum (ResNet-RS's optimiser), as benchmark.py's train mode times the
-trainer's step. Needs torch and timm, which the zoo itself never imports (see tools/torchvision_stub.py); run it in
+backward, an SGD step with Nesterov momentum and weight decay (ResNet-RS's optimiser) and, unless
+--ema_decay=0, the update of an exponential moving average of the weights and BN statistics (timm's ModelEmaV3), as
+benchmark.py's train mode times the trainer's step, which keeps the recipe's EMA. Needs torch and timm, which the zoo itself never imports (see tools/torchvision_stub.py); run it in
 an environment of its own.
 """
 import argparse
@@ -31,6 +32,7 @@ def main():
   p.add_argument('--mode', choices=('infer', 'train'), default='infer')
   p.add_argument('--steps', type=int, default=10)
   p.add_argument('--warmup', type=int, default=2)
+  p.add_argument('--ema_decay', type=float, default=0.9999, help='0: no weight EMA in the train step')
   p.add_argument('--threads', type=int, default=os.cpu_count())
   args = p.parse_args()
   torch.set_num_threads(args.threads)
@@ -47,6 +49,7 @@ def main():
   else:
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=4e-5)
+    ema = timm.utils.ModelEmaV3(model, decay=args.ema_decay) if args.ema_decay else None
 
     def call():
       opt.zero_grad(set_to_none=True)
@@ -54,6 +57,8 @@ def main():
       out = out[0] if isinstance(out, tuple) else out
       torch.nn.functional.cross_entropy(out, labels).backward()
       opt.step()
+      if ema is not None:
+        ema.update(model)
   for _ in range(args.warmup):
     call()
   times = []
@@ -63,7 +68,8 @@ def main():
     times.append(time.perf_counter() - t)
   print(json.dumps({'model': args.model, 'image_size': args.image_size, 'batch_size': args.batch_size,
                     'mode': args.mode, 'framework': f'timm {timm.__version__}, torch {torch.__version__}',
-                    'threads': args.threads, 'images_per_sec': round(args.batch_size / statistics.median(times), 2),
+                    'threads': args.threads, 'ema_decay': args.ema_decay if args.mode == 'train' else None,
+                    'images_per_sec': round(args.batch_size / statistics.median(times), 2),
                     'images_per_sec_min': round(args.batch_size / max(times), 2),
                     'images_per_sec_max': round(args.batch_size / min(times), 2)}))
 
