@@ -1,5 +1,4 @@
 """The training loop: schedule, weight decay, EMA, eval padding, data parallelism, resume."""
-import functools
 import shutil
 
 import jax
