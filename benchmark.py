@@ -68,8 +68,9 @@ def matmul_peak(dtype, devices, n: int = 2048, repeats: int = 5) -> float:
   return 2.0 * n ** 3 * len(devices) / statistics.median(times)
 
 
-def _cost_flops(compiled) -> float | None:
-  cost = compiled.cost_analysis()
+def _cost_flops(stage) -> float | None:
+  """FLOPs of a compiled or lowered function by XLA's cost analysis (None where the backend has none)."""
+  cost = stage.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = (cost or {}).get('flops')
   return float(flops) if flops and flops > 0 else None
@@ -78,7 +79,26 @@ def _cost_flops(compiled) -> float | None:
 def build(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
           model_kwargs: dict):
   """(compiled function, its arguments, (outputs, args) -> the next call's args, images per device, compile
-  seconds, the DataParallel)."""
+  seconds, the DataParallel, FLOPs of one call).
+
+  XLA's cost analysis counts a loop body once, so for a model that scans its blocks (the deep ResNet-RS members by
+  default) the FLOPs come from lowering the same step unrolled, which is quick; only the scanned one is compiled."""
+  fn, args, advance, config, dp = _step(model, image_size, batch_size, mode, dtype, parallelism, model_kwargs)
+  t = time.perf_counter()
+  compiled = fn.lower(*args).compile()
+  compile_s = time.perf_counter() - t
+  flops = _cost_flops(compiled)
+  if config.model_kwargs.get('scan_blocks'):
+    unrolled, unrolled_args = _step(model, image_size, batch_size, mode, dtype, parallelism,
+                                    {**model_kwargs, 'scan_blocks': False})[:2]
+    flops = _cost_flops(unrolled.lower(*unrolled_args))
+  from zoo.parallel import check_batch_size
+  return compiled, args, advance, check_batch_size(batch_size) // len(dp.local_devices), compile_s, dp, flops
+
+
+def _step(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
+          model_kwargs: dict):
+  """(the function benchmark.py times, its arguments, the advance function, the config, the DataParallel)."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -115,17 +135,14 @@ def build(model: str, image_size: int | None, batch_size: int, mode: str, dtype:
     fn = dp.compile(forward, num_sharded=1, donate_state=False, sharded_output=True)
     args = (dp.put_state(variables), batch)
     advance = lambda out, args: args  # noqa: E731
-  t = time.perf_counter()
-  compiled = fn.lower(*args).compile()
-  compile_s = time.perf_counter() - t
-  return compiled, args, advance, local_batch // len(dp.local_devices), compile_s, dp
+  return fn, args, advance, config, dp
 
 
 def measure(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
             steps: int, warmup: int, model_kwargs: dict | None = None) -> dict:
   import jax
-  compiled, args, advance, per_device, compile_s, dp = build(model, image_size, batch_size, mode, dtype,
-                                                             parallelism, model_kwargs or {})
+  compiled, args, advance, per_device, compile_s, dp, flops = build(model, image_size, batch_size, mode, dtype,
+                                                                    parallelism, model_kwargs or {})
   for _ in range(warmup):
     args = advance(jax.block_until_ready(compiled(*args)), args)
   times = []
@@ -135,7 +152,6 @@ def measure(model: str, image_size: int | None, batch_size: int, mode: str, dtyp
     times.append(time.perf_counter() - t)
     args = advance(out, args)
   step_s = statistics.median(times)
-  flops = _cost_flops(compiled)
   flops_per_image = flops / per_device if flops else None
   peak = matmul_peak(jax.numpy.dtype(dtype), dp.local_devices)
   rate = batch_size / step_s

@@ -36,6 +36,7 @@ def trainer() -> ml_collections.ConfigDict:
   c.eval_every_steps = 5000
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
+  c.max_nonfinite_steps = 5  # steps in a row with a non-finite loss or gradients (each rejected) before the run stops
   c.profile = False
   return c
 

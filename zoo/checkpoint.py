@@ -39,6 +39,55 @@ def restore_config(mngr: ocp.CheckpointManager, step: int) -> dict:
   return mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
 
 
+def restore_newest(mngr: ocp.CheckpointManager, workdir: str, target: dict,
+                   check_config) -> tuple[int, dict] | None:
+  """(step, state) of the newest checkpoint that reads back onto `target`, or None in a workdir without any.
+
+  Orbax writes a step into a temporary directory and renames it when complete, so a save cut short by a kill never
+  shows up as a step. A step whose files were damaged later (a full disk, a copy cut short) does: its restore fails,
+  and the one before it is used. The damaged steps are moved to <workdir>/unreadable_checkpoints/, never deleted,
+  and logged. `check_config(saved_config)` raises for a checkpoint of another run, which is not damage. If no step
+  reads back, nothing is moved and the error names the newest failure.
+  """
+  from absl import logging
+  failed = []
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      config = restore_config(mngr, step)
+    except Exception as e:  # noqa: BLE001  (damage shows as any of orbax's / tensorstore's errors)
+      failed.append((step, e))
+      continue
+    check_config(config)
+    try:
+      state = restore_state(mngr, step, target)
+    except Exception as e:  # noqa: BLE001
+      failed.append((step, e))
+      continue
+    for bad, error in failed:
+      aside = _move_aside(workdir, bad)
+      logging.warning('checkpoint %d cannot be read (%s: %s); moved to %s; resuming from step %d instead', bad,
+                      type(error).__name__, str(error).splitlines()[0][:300], aside, step)
+    if failed:
+      mngr.reload()
+    return step, state
+  if failed:
+    step, error = failed[0]
+    raise UserError(f'no checkpoint in {checkpoint_dir(workdir)} reads back (step {step}: {type(error).__name__}: '
+                    f'{str(error).splitlines()[0][:300]}); nothing was moved or deleted')
+  return None
+
+
+def _move_aside(workdir: str, step: int) -> str:
+  """Moves checkpoint `step` to <workdir>/unreadable_checkpoints/<step>[.N] (a new name if that exists)."""
+  aside_root = os.path.join(os.path.abspath(workdir), 'unreadable_checkpoints')
+  os.makedirs(aside_root, exist_ok=True)
+  aside, n = os.path.join(aside_root, str(step)), 1
+  while os.path.exists(aside):
+    aside, n = os.path.join(aside_root, f'{step}.{n}'), n + 1
+  os.rename(os.path.join(checkpoint_dir(workdir), str(step)), aside)
+  return aside
+
+
 def load_variables(workdir: str, task: str, step: int | None = None, train_hint: str = '') -> tuple[dict, dict]:
   """(config, {'params', 'batch_stats'}) of a `task` workdir at `step` (default: the latest), EMA weights when it has
   them, on the host: what the inference tools (denoisers for PnP, the watermark API, the experiments) start from.

@@ -3,3 +3,8 @@
 
 class UserError(ValueError):
   """Bad input: the message alone tells the user what to change."""
+
+
+class Preempted(SystemExit):
+  """Training stopped on the scheduler's SIGTERM after checkpointing: the process exits 0 unless a caller catches
+  it, and the same command continues the run."""

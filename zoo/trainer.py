@@ -3,6 +3,7 @@
 The task supplies the model, the input, the loss and the metrics; this module supplies the optimiser, the EMA,
 data parallelism (pmap or shard_map), checkpoints, logging and evaluation.
 """
+import collections
 import functools
 import json
 import time
@@ -15,8 +16,8 @@ import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from zoo import checkpoint, finetune
-from zoo.errors import UserError
+from zoo import checkpoint, faults, finetune
+from zoo.errors import Preempted, UserError
 from zoo.parallel import AXIS, DataParallel, check_batch_size
 from zoo.tasks import get_task
 
@@ -68,7 +69,11 @@ def ema_decay(decay: float, step):
 
 
 def train_step(state: TrainState, batch, rng, *, task, tx, decay):
-  """One step on one device's share of the batch; gradients are averaged over the 'batch' axis."""
+  """One step on one device's share of the batch; gradients are averaged over the 'batch' axis.
+
+  Returns (state, metrics, finite). A step whose mean loss or gradient norm is not finite is rejected: every part of
+  the state but the step counter stays as it was (the loop counts and logs it, see zoo/faults.py). Every device
+  takes the same decision, since both values are averaged over the devices."""
   rng = jax.random.fold_in(jax.random.fold_in(rng, state.step), jax.lax.axis_index(AXIS))
 
   def loss_fn(params):
@@ -80,12 +85,14 @@ def train_step(state: TrainState, batch, rng, *, task, tx, decay):
   params = optax.apply_updates(state.params, updates)
   d = ema_decay(decay, state.step)
   new_state = state.replace(
-      step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+      params=params, batch_stats=batch_stats, opt_state=opt_state,
       ema_params=optax.incremental_update(params, state.ema_params, 1.0 - d),
       ema_batch_stats=optax.incremental_update(batch_stats, state.ema_batch_stats, 1.0 - d))
-  metrics = task.TrainMetrics.gather_from_model_output(
-      axis_name=AXIS, loss=loss, grad_norm=optax.global_norm(grads), **outputs)
-  return new_state, metrics
+  grad_norm = optax.global_norm(grads)
+  finite = jnp.isfinite(jax.lax.pmean(loss, AXIS)) & jnp.isfinite(grad_norm)
+  new_state = jax.tree.map(functools.partial(jnp.where, finite), new_state, state).replace(step=state.step + 1)
+  metrics = task.TrainMetrics.gather_from_model_output(axis_name=AXIS, loss=loss, grad_norm=grad_norm, **outputs)
+  return new_state, metrics, finite
 
 
 def eval_step(variables, batch, *, task):
@@ -127,17 +134,12 @@ def evaluate(task, dp: DataParallel, variables, local_batch: int, image_size: in
   return _merge(results)
 
 
-def check_resume(mngr, config):
+def check_resume(saved: dict, config) -> None:
   """Refuses to resume a workdir trained with another model: its checkpoints would not fit."""
-  step = mngr.latest_step()
-  if step is None:
-    return None
-  saved = checkpoint.restore_config(mngr, step)
   for key in ('model', 'model_kwargs', 'task'):
     if key in saved and json.loads(json.dumps(config.to_dict()[key])) != saved[key]:
       raise UserError(f'workdir holds checkpoints of {key}={saved[key]!r}, not {config.to_dict()[key]!r}; '
                        'use another --workdir')
-  return step
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -151,7 +153,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   tx = optimizer(config, schedule, task.weight_decay_mask)
 
   with checkpoint.manager(workdir, max_to_keep=config.keep_checkpoints) as mngr:
-    state = restore_or_init(task, tx, mngr, config)
+    state = restore_or_init(task, tx, mngr, config, workdir)
     start = int(state.step)
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
     if start == 0:
@@ -170,29 +172,55 @@ def train_and_evaluate(config, workdir: str) -> dict:
     # can wait on each other for ever (seen on 8 host devices). There the next step starts when the last ended;
     # accelerators queue steps freely.
     one_in_flight = jax.default_backend() == 'cpu'
-    for step in range(start + 1, num_steps + 1):
-      state, metrics = train_fn(state, next(batches), rng)
-      pending.append(dp.get_metrics(metrics))
-      if one_in_flight:
-        jax.block_until_ready(pending[-1])
-      for hook in hooks:
-        hook(step)
-      if step % config.log_every_steps == 0 or step == num_steps:
-        rate = (step - step0) / (time.perf_counter() - t0)
-        report_train(writer, step, num_steps, _merge(pending), float(schedule(step - 1)), rate, config.batch_size)
-        pending, t0, step0 = [], time.perf_counter(), step
-      if step % config.eval_every_steps == 0 or step == num_steps:
-        variables = {'params': state.ema_params, 'batch_stats': state.ema_batch_stats}
-        eval_metrics = evaluate(task, dp, variables, local_batch, step_fn=eval_fn)
-        writer.write_scalars(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
-        logging.info('eval (EMA) at step %d: %s', step, eval_metrics)
-        t0 = time.perf_counter()
-      if step % config.checkpoint_every_steps == 0 or step == num_steps:
-        checkpoint.save(mngr, step, flax.serialization.to_state_dict(dp.get_state(state)), config.to_dict())
+    save = functools.partial(_save, mngr, dp, config)
+    rejected = faults.NonFiniteSteps(config.max_nonfinite_steps)
+    verdicts = collections.deque()  # (step, finite) of the steps not yet checked
+    with faults.PreemptionNotice() as preemption:
+      for step in range(start + 1, num_steps + 1):
+        state, metrics, finite = train_fn(state, next(batches), rng)
+        pending.append(dp.get_metrics(metrics))
+        verdicts.append((step, dp.get_metrics(finite)))
+        if one_in_flight:
+          jax.block_until_ready(pending[-1])
+        # On accelerators the verdict is read one step late, so that reading it does not wait for the queued step.
+        while len(verdicts) > (0 if one_in_flight else 1):
+          if rejected.record(verdicts[0][0], bool(verdicts.popleft()[1])):
+            save(step, state, wait=True)
+            raise UserError(rejected.message(step, workdir))
+        for hook in hooks:
+          hook(step)
+        if step % config.log_every_steps == 0 or step == num_steps:
+          rate = (step - step0) / (time.perf_counter() - t0)
+          report_train(writer, step, num_steps, _merge(pending), float(schedule(step - 1)), rate,
+                       config.batch_size, rejected.total)
+          pending, t0, step0 = [], time.perf_counter(), step
+        if step % config.eval_every_steps == 0 or step == num_steps:
+          variables = {'params': state.ema_params, 'batch_stats': state.ema_batch_stats}
+          eval_metrics = evaluate(task, dp, variables, local_batch, step_fn=eval_fn)
+          writer.write_scalars(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
+          logging.info('eval (EMA) at step %d: %s', step, eval_metrics)
+          t0 = time.perf_counter()
+        saved = step % config.checkpoint_every_steps == 0 or step == num_steps
+        if saved:
+          save(step, state)
+        if preemption.received:
+          if not saved:
+            save(step, state)
+          mngr.wait_until_finished()
+          writer.flush()
+          logging.warning('%s received: stopped after step %d with its checkpoint written; run the same command '
+                          'to continue', preemption.received, step)
+          raise Preempted(0)
     batches.close()  # stops the input pipeline now rather than whenever it is collected
     mngr.wait_until_finished()
     writer.flush()
     return eval_metrics
+
+
+def _save(mngr, dp: DataParallel, config, step: int, state, wait: bool = False) -> None:
+  checkpoint.save(mngr, step, flax.serialization.to_state_dict(dp.get_state(state)), config.to_dict())
+  if wait:
+    mngr.wait_until_finished()
 
 
 def train_unless_done(config, workdir: str, matched_keys=()) -> None:
@@ -221,17 +249,17 @@ def _lookup(config: dict, path):
   return config
 
 
-def restore_or_init(task, tx, mngr, config) -> TrainState:
-  """The latest checkpoint's state when the workdir has one (a host copy, not yet on devices), else a fresh state,
-  whose weights come from `config.init_from` when set (zoo/finetune.py; ignored on resuming: the workdir's own
-  checkpoint already started from them)."""
-  start = check_resume(mngr, config)
+def restore_or_init(task, tx, mngr, config, workdir: str) -> TrainState:
+  """The newest readable checkpoint's state when the workdir has one (a host copy, not yet on devices; unreadable
+  newer ones are moved aside, zoo/checkpoint.py), else a fresh state, whose weights come from `config.init_from`
+  when set (zoo/finetune.py; ignored on resuming: the workdir's own checkpoint already started from them)."""
   state = initial_state(task, tx, jax.random.key(config.seed))
-  if start is None:
-    return init_from(state, tx, config.init_from) if config.init_from else state
   target = flax.serialization.to_state_dict(jax.device_get(state))
-  logging.info('Resuming from checkpoint step %d', start)
-  return flax.serialization.from_state_dict(state, checkpoint.restore_state(mngr, start, target))
+  found = checkpoint.restore_newest(mngr, workdir, target, lambda saved: check_resume(saved, config))
+  if found is None:
+    return init_from(state, tx, config.init_from) if config.init_from else state
+  logging.info('Resuming from checkpoint step %d', found[0])
+  return flax.serialization.from_state_dict(state, found[1])
 
 
 def init_from(state: TrainState, tx, source: str) -> TrainState:
@@ -244,10 +272,13 @@ def init_from(state: TrainState, tx, source: str) -> TrainState:
                        ema_batch_stats=copy(batch_stats))
 
 
-def report_train(writer, step: int, num_steps: int, train: dict, lr: float, rate: float, batch_size: int):
-  """Writes train metrics and prints the console line: the task's metrics, learning rate, speed and ETA."""
+def report_train(writer, step: int, num_steps: int, train: dict, lr: float, rate: float, batch_size: int,
+                 rejected: int = 0):
+  """Writes train metrics and prints the console line: the task's metrics, learning rate, speed and ETA, and
+  the count of steps rejected as non-finite so far when there are any."""
   shown = '  '.join(f'{k} {v:.4g}' for k, v in train.items() if k != 'grad_norm')
-  train.update(learning_rate=lr, steps_per_sec=rate, images_per_sec=rate * batch_size)
+  shown += f'  rejected {rejected}' if rejected else ''
+  train.update(learning_rate=lr, steps_per_sec=rate, images_per_sec=rate * batch_size, rejected_steps=rejected)
   writer.write_scalars(step, {f'train/{k}': v for k, v in train.items()})
   logging.info('step %d/%d  %s  lr %.4g  |  %.2f steps/s  %.1f img/s  ETA %s', step, num_steps, shown, lr, rate,
                rate * batch_size, _eta((num_steps - step) / max(rate, 1e-9)))

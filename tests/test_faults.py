@@ -1,0 +1,177 @@
+"""Training survives what schedulers and disks do to it (issue 9): SIGTERM, SIGKILL mid-save, damaged checkpoints,
+non-finite steps. The kill tests run train.py as a real child process and compare the final bits with an
+uninterrupted run of the same command."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.helpers import ROOT, load_params, max_abs_diff, tiny_config
+from zoo import trainer
+from zoo.errors import UserError
+from zoo.parallel import DataParallel
+from zoo.tasks.classification import ClassificationTask
+
+STEPS = 16
+KEYS = ('params', 'batch_stats', 'ema_params', 'opt_state')
+
+
+def train_command(tfds_dir, workdir):
+  return [sys.executable, 'train.py', '--config=configs/quickstart.py', f'--workdir={workdir}',
+          f'--config.data_dir={tfds_dir}', '--config.batch_size=32', f'--config.num_train_steps={STEPS}',
+          '--config.log_every_steps=1', '--config.eval_every_steps=1000', '--config.checkpoint_every_steps=2',
+          '--config.keep_checkpoints=3', '--config.model_kwargs.width_multiplier=0.125']
+
+
+def start(tfds_dir, workdir, log):
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  return subprocess.Popen(train_command(tfds_dir, workdir), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=open(log, 'a'))
+
+
+def run_to_end(tfds_dir, workdir, log):
+  proc = start(tfds_dir, workdir, log)
+  assert proc.wait(timeout=600) == 0, open(log).read()[-3000:]
+
+
+def wait_for(predicate, proc, timeout=300, poll=0.01):
+  t = time.time()
+  while not predicate():
+    assert proc.poll() is None, 'training ended before the moment to interrupt it'
+    assert time.time() - t < timeout
+    time.sleep(poll)
+
+
+def final_state(workdir):
+  return {k: load_params(workdir, STEPS, key=k) for k in KEYS}
+
+
+def assert_same_bits(a, b):
+  for k in KEYS:
+    assert max_abs_diff(a[k], b[k]) == 0.0, k
+
+
+def steps_logged(log):
+  return len([line for line in open(log) if f'/{STEPS}  ' in line])
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tfds_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('straight')
+  run_to_end(tfds_dir, workdir, workdir / 'log')
+  return final_state(str(workdir))
+
+
+def test_sigterm_checkpoints_exits_0_and_the_same_command_continues(tfds_dir, tmp_path, uninterrupted):
+  log = tmp_path / 'log'
+  proc = start(tfds_dir, tmp_path, log)
+  wait_for(lambda: steps_logged(log) >= 5, proc)
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=300) == 0
+  text = open(log).read()
+  assert 'SIGTERM received: stopped after step' in text, text[-3000:]
+  stopped = int(text.split('stopped after step ')[1].split()[0])
+  assert 5 <= stopped < STEPS
+  assert stopped in [int(d) for d in os.listdir(tmp_path / 'checkpoints') if d.isdigit()]  # odd steps too
+  run_to_end(tfds_dir, tmp_path, log)
+  assert f'Resuming from checkpoint step {stopped}' in open(log).read()
+  assert_same_bits(final_state(str(tmp_path)), uninterrupted)
+
+
+def test_sigkill_during_an_async_save_and_at_a_random_moment(tfds_dir, tmp_path, uninterrupted):
+  """First killed while orbax writes a checkpoint (its temporary directory exists), then at a random moment of the
+  restarted run; the third start finishes. Each restart resumes from the newest complete checkpoint."""
+  log, ckpt = tmp_path / 'log', tmp_path / 'checkpoints'
+  proc = start(tfds_dir, tmp_path, log)
+  def saving_after_a_complete_one():
+    names = os.listdir(ckpt) if ckpt.exists() else []
+    return any(n.isdigit() for n in names) and any('orbax-checkpoint-tmp' in n for n in names)
+
+  wait_for(saving_after_a_complete_one, proc, poll=0.001)
+  proc.kill()
+  proc.wait()
+  proc = start(tfds_dir, tmp_path, log)
+  wait_for(lambda: 'Resuming from checkpoint' in open(log).read(), proc)
+  time.sleep(random.Random(os.getpid()).uniform(0.0, 3.0))
+  proc.kill()
+  proc.wait()
+  run_to_end(tfds_dir, tmp_path, log)  # resumes once more: from a step of the second run, or its final one
+  assert open(log).read().count('Resuming from checkpoint') == 2  # the second and third starts
+  assert_same_bits(final_state(str(tmp_path)), uninterrupted)
+
+
+def damage(step_dir):
+  """What a full disk or a copy cut short leaves: every array file of the state cut to half its length."""
+  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, 'state')) for f in fs]
+  for f in files:
+    with open(f, 'r+b') as fh:
+      fh.truncate(os.path.getsize(f) // 2)
+  return len(files)
+
+
+def test_damaged_checkpoints_are_skipped_and_kept(tfds_dir, tmp_path, caplog):
+  """The newest checkpoint damaged: moved aside (not deleted), the one before resumes, and the rerun steps give the
+  same bits. Then every checkpoint damaged: an error that moves nothing, rather than a silent fresh start."""
+  c = tiny_config(tfds_dir, num_train_steps=6, checkpoint_every_steps=2, keep_checkpoints=5)
+  workdir = str(tmp_path / 'w')
+  trainer.train_and_evaluate(c, workdir)
+  straight = {k: load_params(workdir, 6, key=k) for k in KEYS}
+  assert damage(f'{workdir}/checkpoints/6') > 0
+  trainer.train_and_evaluate(c, workdir)  # resumes from 4, trains 5 and 6 again
+  assert 'checkpoint 6 cannot be read' in caplog.text and 'resuming from step 4 instead' in caplog.text
+  assert os.path.isdir(f'{workdir}/unreadable_checkpoints/6/state')
+  for k, v in straight.items():
+    assert max_abs_diff(v, load_params(workdir, 6, key=k)) == 0.0, k
+
+  for step in (2, 4, 6):
+    damage(f'{workdir}/checkpoints/{step}')
+  with pytest.raises(UserError, match='no checkpoint in .* reads back .*nothing was moved or deleted'):
+    trainer.train_and_evaluate(c, workdir)
+  assert sorted(os.listdir(f'{workdir}/checkpoints')) == ['2', '4', '6']
+  assert os.listdir(f'{workdir}/unreadable_checkpoints') == ['6']
+
+
+def test_a_non_finite_step_leaves_the_state_unchanged(tfds_dir):
+  """A batch with a NaN pixel: the step is rejected on every device, only the step counter moves."""
+  c = tiny_config(tfds_dir, batch_size=8)
+  task = ClassificationTask.without_data(c, num_classes=10)
+  tx = trainer.optimizer(c, trainer.learning_rate_schedule(c, 100, 1000), task.weight_decay_mask)
+  dp = DataParallel('pmap')
+  step = dp.compile(lambda s, b, r: trainer.train_step(s, b, r, task=task, tx=tx, decay=0.9), 1, 1)
+  state = trainer.initial_state(task, tx, jax.random.key(0))
+  images = np.random.default_rng(0).standard_normal((8, 28, 28, 1)).astype(np.float32)
+  labels = np.arange(8, dtype=np.int32)
+  good, _, finite = step(dp.put_state(state), dp.put_batch({'image': images, 'label': labels}), jax.random.key(1))
+  assert bool(np.all(jax.device_get(finite)))
+  images[5, 3, 3, 0] = np.nan
+  after, _, finite = step(good, dp.put_batch({'image': images, 'label': labels}), jax.random.key(1))
+  assert not np.any(jax.device_get(finite))
+  before, after = dp.get_state(good), dp.get_state(after)
+  assert int(after.step) == int(before.step) + 1 == 2
+  assert max_abs_diff(jax.tree.leaves(before.replace(step=jnp.zeros(()))),
+                      jax.tree.leaves(after.replace(step=jnp.zeros(())))) == 0.0
+
+
+def test_non_finite_steps_in_a_row_stop_the_run_with_the_last_good_state_saved(tfds_dir, tmp_path, caplog):
+  """A learning rate of 1e30 makes the loss overflow within a few steps, and every step after that too."""
+  c = tiny_config(tfds_dir, learning_rate=1e30, max_nonfinite_steps=3, num_train_steps=20, checkpoint_every_steps=1,
+                  keep_checkpoints=20)
+  workdir = str(tmp_path / 'w')
+  with pytest.raises(UserError, match=r'3 steps in a row \(steps \d+-\d+\) had a non-finite loss') as e:
+    trainer.train_and_evaluate(c, workdir)
+  first, last = map(int, str(e.value).split('(steps ')[1].split(')')[0].split('-'))
+  assert last == first + 2 and f'step {first} rejected' in caplog.text and f'step {last} rejected' in caplog.text
+  saved = int(str(e.value).split('is checkpoint ')[1].split()[0])
+  assert saved == last and os.path.isdir(f'{workdir}/checkpoints/{saved}')
+  # The saved state is the one before the streak: every rejected step left it as it was.
+  assert first >= 2  # the first step, from the initial weights, has finite gradients
+  for key in ('params', 'batch_stats', 'ema_params', 'opt_state'):
+    assert max_abs_diff(load_params(workdir, saved, key), load_params(workdir, first - 1, key)) == 0.0, key
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(load_params(workdir, saved)))

@@ -1,0 +1,58 @@
+"""What a long run on shared machines must survive, on the host side of the training loop: the SIGTERM a scheduler
+sends before it preempts the job, and steps whose loss or gradients are not finite. (The step itself rejects a
+non-finite update, zoo/trainer.py; unreadable checkpoints are skipped in zoo/checkpoint.py.)"""
+import signal
+import threading
+
+from absl import logging
+
+
+class PreemptionNotice:
+  """While entered, SIGTERM only sets `received` (the signal's name), so the loop can finish its step, write a
+  checkpoint, wait for it and exit 0 instead of dying mid-save. Signal handlers exist only in the main thread;
+  elsewhere (a training thread of a notebook) this does nothing and SIGTERM keeps its default."""
+
+  def __init__(self, signals=(signal.SIGTERM,)):
+    self.signals = signals
+    self.received: str | None = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {s: signal.signal(s, self._note) for s in self.signals}
+    return self
+
+  def _note(self, signum, frame):
+    self.received = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+    self._previous = {}
+
+
+class NonFiniteSteps:
+  """Counts the steps that the train step rejected (loss or gradient norm not finite, state left as it was) and
+  says when `limit` of them came in a row: a run that keeps producing NaN is diverging, not unlucky."""
+
+  def __init__(self, limit: int):
+    self.limit = limit
+    self.total = 0
+    self.streak: list[int] = []
+
+  def record(self, step: int, finite: bool) -> bool:
+    """Notes whether `step` was applied; True when the run must stop."""
+    if finite:
+      self.streak = []
+      return False
+    self.total += 1
+    self.streak.append(step)
+    logging.warning('step %d rejected: loss or gradients not finite, parameters unchanged (%d in a row, %d in this '
+                    'run)', step, len(self.streak), self.total)
+    return len(self.streak) >= self.limit
+
+  def message(self, saved_step: int, workdir: str) -> str:
+    return (f'training stopped: {len(self.streak)} steps in a row (steps {self.streak[0]}-{self.streak[-1]}) had a '
+            f'non-finite loss or gradients, so none of them changed the parameters. The last good state is '
+            f'checkpoint {saved_step} in {workdir}. Lower config.learning_rate or raise its warm-up, check the input '
+            f'data, or train in float32; config.max_nonfinite_steps sets how many in a row are tolerated')
