@@ -67,6 +67,7 @@ def classification() -> ml_collections.ConfigDict:
       mean=IMAGENET_MEAN,
       std=IMAGENET_STD,
       shuffle_buffer=16_384,
+      corrupt_images='skip',  # image_folder: undecodable images are logged, counted and skipped; 'error': fatal
   ))
 
   c.label_smoothing = 0.1

@@ -5,6 +5,7 @@ from PIL import Image
 
 from tests.helpers import tiny_config
 from zoo.data import pipeline
+from zoo.tasks.classification import ClassificationTask
 
 
 def _take(ds, n):
@@ -80,3 +81,46 @@ def test_unknown_split(tfds_dir):
   c = tiny_config(tfds_dir)
   with pytest.raises(pipeline.DatasetError, match=r"no split 'validation'; splits: \['test', 'train'\]"):
     pipeline.split_size(pipeline.get_builder(c.dataset, c.data_dir), 'validation')
+
+
+def _break(image_folder):
+  """Two unreadable files among the red training images: bytes that are no image, and a JPEG cut in half."""
+  red = f'{image_folder}/train/red'
+  with open(f'{red}/garbage.jpg', 'wb') as f:
+    f.write(b'this is not an image')
+  whole = open(f'{red}/0.jpg', 'rb').read()
+  with open(f'{red}/truncated.jpg', 'wb') as f:
+    f.write(whole[:len(whole) // 2])
+  return sorted([f'{red}/garbage.jpg', f'{red}/truncated.jpg'])
+
+
+def folder_config(image_folder, **overrides):
+  c = tiny_config(image_folder, **{'dataset': 'image_folder', 'train_split': 'train', 'eval_split': 'test',
+                                   'batch_size': 8, **overrides})
+  c.input.channels, c.input.image_size, c.input.mean, c.input.std = 3, 32, (127.5,) * 3, (64.0,) * 3
+  return c
+
+
+def test_unreadable_images_are_skipped_with_a_warning_and_counted(image_folder, caplog):
+  broken = _break(image_folder)
+  c = folder_config(image_folder)
+  task = ClassificationTask(c)  # scans the folder before anything compiles
+  assert [path for path, _ in pipeline.unreadable_images(task.builder, 'train')] == broken
+  assert '2 of 26 images of split \'train\' cannot be decoded and are skipped' in caplog.text
+  assert pipeline.host_split_size(task.builder, 'train') == 24
+  # Two epochs of the 24 readable images decode without an error; each epoch holds every one of them once.
+  batches = _take(pipeline.train_dataset(task.builder, c, 8, seed=0), 6)
+  labels = np.concatenate([b['label'] for b in batches[:3]])
+  assert np.bincount(labels).tolist() == [12, 12]
+
+
+def test_unreadable_images_are_fatal_on_request(image_folder):
+  broken = _break(image_folder)
+  with pytest.raises(pipeline.DatasetError, match=f'2 images of split .train. cannot be decoded, e.g. {broken[0]}'):
+    ClassificationTask(folder_config(image_folder, **{'input.corrupt_images': 'error'}))
+
+
+def test_a_split_smaller_than_one_batch_fails_before_compiling(image_folder):
+  with pytest.raises(pipeline.DatasetError, match=r"split 'train' has 24 readable examples on this host, fewer than "
+                                                  r'one batch \(32 per host\)'):
+    ClassificationTask(folder_config(image_folder, batch_size=32))

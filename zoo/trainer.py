@@ -211,6 +211,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
           logging.warning('%s received: stopped after step %d with its checkpoint written; run the same command '
                           'to continue', preemption.received, step)
           raise Preempted(0)
+    for late_step, finite in verdicts:  # the last step's, on accelerators
+      rejected.record(late_step, bool(finite))
     batches.close()  # stops the input pipeline now rather than whenever it is collected
     mngr.wait_until_finished()
     writer.flush()

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import logging
 
 from zoo.data import augment
 from zoo.errors import UserError
@@ -70,8 +71,45 @@ def host_split_size(builder, split: str, index: int | None = None, count: int | 
   index = jax.process_index() if index is None else index
   count = jax.process_count() if count is None else count
   if isinstance(builder, tfds.folder_dataset.ImageFolder):
-    return len(range(index, split_size(builder, split), count))
+    return len(range(index, split_size(builder, split) - len(unreadable_images(builder, split)), count))
   return split_size(builder, tfds.split_for_jax_process(split, process_index=index, process_count=count))
+
+
+def unreadable_images(builder, split: str) -> list[tuple[str, str]]:
+  """(path, error) of each image of an image-folder split that TensorFlow cannot decode.
+
+  A TFDS dataset was checked when it was prepared; a folder is whatever the user copied, so each of its images is
+  decoded once per run (cached on the builder, shared by the train and eval pipelines) and the unreadable ones are
+  logged, counted and left out of the stream before it is sharded, shuffled or resumed: the order stays a
+  function of the seed. `check_images` makes them fatal instead."""
+  cache = builder.__dict__.setdefault('_zoo_unreadable', {})
+  if split not in cache:
+    bad = []
+    ds = builder.as_dataset(split=split, shuffle_files=False, decoders={'image': tfds.decode.SkipDecoding()})
+    for example in ds:
+      try:
+        tf.io.decode_image(example['image'], expand_animations=False)
+      except tf.errors.OpError as e:
+        bad.append((example['image/filename'].numpy().decode(), e.message.splitlines()[0]))
+    if bad:
+      logging.warning('%d of %d images of split %r cannot be decoded and are skipped (input.corrupt_images=error '
+                      'makes this fatal): %s', len(bad), split_size(builder, split), split,
+                      '; '.join(f'{p}: {m}' for p, m in bad[:5]) + ('; ...' if len(bad) > 5 else ''))
+    cache[split] = sorted(bad)
+  return cache[split]
+
+
+def check_images(builder, split: str, policy: str) -> None:
+  """Scans an image-folder split (see `unreadable_images`); with policy 'error' an unreadable image is a
+  DatasetError. Other datasets are left alone."""
+  if policy not in ('skip', 'error'):
+    raise DatasetError(f"input.corrupt_images must be 'skip' or 'error', got {policy!r}")
+  if not isinstance(builder, tfds.folder_dataset.ImageFolder):
+    return
+  bad = unreadable_images(builder, split)
+  if bad and policy == 'error':
+    raise DatasetError(f'{len(bad)} images of split {split!r} cannot be decoded, e.g. {bad[0][0]} ({bad[0][1]}); '
+                       "remove or replace them, or set --config.input.corrupt_images=skip")
 
 
 def _read(builder, split: str) -> tf.data.Dataset:
@@ -80,6 +118,10 @@ def _read(builder, split: str) -> tf.data.Dataset:
   skip = {'image': tfds.decode.SkipDecoding()}
   if isinstance(builder, tfds.folder_dataset.ImageFolder):  # no sub-splits: shard the records
     ds = builder.as_dataset(split=split, shuffle_files=False, read_config=options, decoders=skip)
+    bad = [path for path, _ in unreadable_images(builder, split)]
+    if bad:
+      bad = tf.constant(bad)
+      ds = ds.filter(lambda example: tf.logical_not(tf.reduce_any(tf.equal(example['image/filename'], bad))))
     return ds.shard(jax.process_count(), jax.process_index())
   return builder.as_dataset(split=tfds.split_for_jax_process(split), shuffle_files=False, read_config=options,
                             decoders=skip)
@@ -111,15 +153,23 @@ def crop_token_labels(token_labels, image_hw, offset, size, grid: tuple[int, int
   return out
 
 
+def check_split_fits(builder, split: str, local_batch: int) -> int:
+  """This host's examples of the training split; fewer than one batch is a DatasetError (batches drop no example
+  of an epoch but the remainder, so such a split would never fill one)."""
+  n = host_split_size(builder, split)
+  if n < local_batch:
+    raise DatasetError(f'split {split!r} has {n} readable examples on this host, fewer than one batch ({local_batch} '
+                       'per host): lower --config.batch_size or add data')
+  return n
+
+
 def train_dataset(builder, cfg, local_batch: int, seed: int, start_step: int = 0,
                   token_grid: tuple[int, int] | None = None) -> tf.data.Dataset:
   """Endless, shuffled, augmented batches of this host; starts at global step `start_step`.
 
   With `token_grid` (h, w) the batches also hold the examples' 'token_labels' on that grid (module docstring)."""
   inp = cfg.input
-  n = host_split_size(builder, cfg.train_split)
-  if n < local_batch:
-    raise DatasetError(f'split {cfg.train_split!r} has {n} examples on this host, fewer than one batch ({local_batch})')
+  n = check_split_fits(builder, cfg.train_split, local_batch)
   host_seed = tf.constant([seed, jax.process_index()], tf.int64)
   ds = _read(builder, cfg.train_split)
   ds = ds.shuffle(min(n, inp.shuffle_buffer), seed=seed, reshuffle_each_iteration=True).repeat()

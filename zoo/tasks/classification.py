@@ -12,6 +12,7 @@ from clu import metrics
 import zoo
 from zoo.data import pipeline
 from zoo.errors import UserError
+from zoo.parallel import check_batch_size
 
 
 @flax.struct.dataclass
@@ -84,8 +85,10 @@ class ClassificationTask:
   def __init__(self, config):
     self.config = config
     self.builder = pipeline.get_builder(config.dataset, config.get('data_dir'))
-    pipeline.split_size(self.builder, config.train_split)
-    pipeline.split_size(self.builder, config.eval_split)
+    for split in (config.train_split, config.eval_split):
+      pipeline.split_size(self.builder, split)
+      pipeline.check_images(self.builder, split, config.input.corrupt_images)
+    pipeline.check_split_fits(self.builder, config.train_split, check_batch_size(config.batch_size))
     classes = pipeline.num_classes(self.builder)
     if config.model_kwargs.get('num_classes', classes) != classes:
       raise UserError(f'model_kwargs.num_classes={config.model_kwargs.num_classes} but dataset {config.dataset!r} '
