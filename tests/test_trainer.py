@@ -1,5 +1,5 @@
 """The training loop: schedule, weight decay, EMA, eval padding, data parallelism, resume."""
-import shutil
+import os
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers import load_params, max_abs_diff, run_cli, tiny_config
 from zoo import trainer
+from zoo.errors import UserError
 from zoo.parallel import DataParallel
 from zoo.tasks.classification import weight_decay_mask
 
@@ -125,16 +126,36 @@ def test_eight_devices_equal_one_device(tfds_dir, tmp_path, pmap_run):
   assert max_abs_diff(load_params(pmap_run, key='batch_stats'), load_params(workdir, key='batch_stats')) < 1e-4
 
 
-def test_resume_is_bit_identical(tfds_dir, tmp_path):
-  """Train 2k steps; then drop the last checkpoint, resume from step k and train to 2k again: same bits."""
+def test_resume_is_bit_identical_and_skips_a_damaged_checkpoint(tfds_dir, tmp_path, caplog):
+  """Train 2k steps; damage the last checkpoint (every array file of its state cut to half, as a full disk or a copy
+  cut short leaves it): it is moved aside, not deleted, training resumes from step k and reaches 2k with the same
+  bits. Then with every checkpoint damaged: an error that moves nothing, rather than a silent fresh start."""
   c = tiny_config(tfds_dir, num_train_steps=6, checkpoint_every_steps=3, keep_checkpoints=5)
   workdir = str(tmp_path / 'w')
   trainer.train_and_evaluate(c, workdir)
   straight = {k: load_params(workdir, 6, key=k) for k in ('params', 'batch_stats', 'ema_params', 'opt_state')}
-  shutil.rmtree(f'{workdir}/checkpoints/6')
+  assert damage(f'{workdir}/checkpoints/6') > 0
   trainer.train_and_evaluate(c, workdir)
+  assert 'checkpoint 6 cannot be read' in caplog.text and 'resuming from step 3 instead' in caplog.text
+  assert os.path.isdir(f'{workdir}/unreadable_checkpoints/6/state')
   for k, v in straight.items():
     assert max_abs_diff(v, load_params(workdir, 6, key=k)) == 0.0, k
+
+  for step in (3, 6):
+    damage(f'{workdir}/checkpoints/{step}')
+  with pytest.raises(UserError, match='no checkpoint in .* reads back .*nothing was moved or deleted'):
+    trainer.train_and_evaluate(c, workdir)
+  assert sorted(os.listdir(f'{workdir}/checkpoints')) == ['3', '6']
+  assert os.listdir(f'{workdir}/unreadable_checkpoints') == ['6']
+
+
+def damage(step_dir):
+  """Cuts every file of a checkpoint's state to half its length; returns how many."""
+  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, 'state')) for f in fs]
+  for f in files:
+    with open(f, 'r+b') as fh:
+      fh.truncate(os.path.getsize(f) // 2)
+  return len(files)
 
 
 def test_quickstart_config_learns(tfds_dir, tmp_path):
