@@ -83,7 +83,8 @@ def build(model: str, image_size: int | None, batch_size: int, mode: str, dtype:
 
   XLA's cost analysis counts a loop body once, so for a model that scans its blocks (the deep ResNet-RS members by
   default) the FLOPs come from lowering the same step unrolled, which is quick; only the scanned one is compiled."""
-  fn, args, advance, config, dp = _step(model, image_size, batch_size, mode, dtype, parallelism, model_kwargs)
+  fn, args, advance, config, dp, per_device = _step(model, image_size, batch_size, mode, dtype, parallelism,
+                                                    model_kwargs)
   t = time.perf_counter()
   compiled = fn.lower(*args).compile()
   compile_s = time.perf_counter() - t
@@ -92,13 +93,13 @@ def build(model: str, image_size: int | None, batch_size: int, mode: str, dtype:
     unrolled, unrolled_args = _step(model, image_size, batch_size, mode, dtype, parallelism,
                                     {**model_kwargs, 'scan_blocks': False})[:2]
     flops = _cost_flops(unrolled.lower(*unrolled_args))
-  from zoo.parallel import check_batch_size
-  return compiled, args, advance, check_batch_size(batch_size) // len(dp.local_devices), compile_s, dp, flops
+  return compiled, args, advance, per_device, compile_s, dp, flops
 
 
 def _step(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
           model_kwargs: dict):
-  """(the function benchmark.py times, its arguments, the advance function, the config, the DataParallel)."""
+  """(the function benchmark.py times, its arguments, the advance function, the config, the DataParallel, images
+  per device)."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -135,7 +136,7 @@ def _step(model: str, image_size: int | None, batch_size: int, mode: str, dtype:
     fn = dp.compile(forward, num_sharded=1, donate_state=False, sharded_output=True)
     args = (dp.put_state(variables), batch)
     advance = lambda out, args: args  # noqa: E731
-  return fn, args, advance, config, dp
+  return fn, args, advance, config, dp, local_batch // len(dp.local_devices)
 
 
 def measure(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
@@ -197,15 +198,20 @@ def main(argv):
     sys.exit(f'error: {e}')
 
 
-if __name__ == '__main__':
+def define_step_flags(mode: str) -> None:
+  """The flags that pick the measured step, shared with tools/profile_step.py; `mode` is the default mode."""
   flags.DEFINE_string('model', 'resnetrs50', 'A registered classifier (zoo.list_models()).')
   flags.DEFINE_integer('image_size', 0, 'Input side; 0: the family default for the model.')
   flags.DEFINE_integer('batch_size', 8, 'Global batch, split over the local devices.')
-  flags.DEFINE_string('mode', 'infer', 'infer (eval forward) or train (the trainer\'s step).')
+  flags.DEFINE_string('mode', mode, 'infer (eval forward) or train (the trainer\'s step).')
   flags.DEFINE_string('dtype', 'float32', 'Compute dtype of the model: float32 or bfloat16.')
   flags.DEFINE_string('parallelism', 'pmap', 'pmap or shard_map, as in training.')
+  flags.DEFINE_string('model_kwargs', '{}', 'JSON overrides of the model\'s fields, e.g. {"scan_blocks": true}.')
+
+
+if __name__ == '__main__':
+  define_step_flags(mode='infer')
   flags.DEFINE_integer('steps', 10, 'Timed calls.')
   flags.DEFINE_integer('warmup', 2, 'Untimed calls after compiling.')
   flags.DEFINE_bool('all', False, 'Every registered classifier at its default resolution.')
-  flags.DEFINE_string('model_kwargs', '{}', 'JSON overrides of the model\'s fields, e.g. {"scan_blocks": true}.')
   app.run(main)

@@ -73,13 +73,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.DEFINE_string('model', 'resnetrs50', 'A registered classifier.')
-  flags.DEFINE_integer('image_size', 0, 'Input side; 0: the family default for the model.')
-  flags.DEFINE_integer('batch_size', 8, 'Global batch, split over the local devices.')
-  flags.DEFINE_string('mode', 'train', 'infer or train, as in benchmark.py.')
-  flags.DEFINE_string('dtype', 'float32', 'float32 or bfloat16.')
-  flags.DEFINE_string('parallelism', 'pmap', 'pmap or shard_map.')
-  flags.DEFINE_string('model_kwargs', '{}', 'JSON overrides of the model\'s fields.')
+  benchmark.define_step_flags(mode='train')
   flags.DEFINE_integer('calls', 3, 'Traced calls (after 2 untraced ones).')
   flags.DEFINE_integer('top', 15, 'Kinds printed.')
   flags.DEFINE_string('trace_dir', '', 'Where the trace is written; default: a new temporary directory.')
