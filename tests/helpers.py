@@ -45,3 +45,54 @@ def load_params(workdir, step=None, key='params'):
 def max_abs_diff(a, b):
   return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in
              zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+# train.py as child processes, for the fault and multi-host tests: 16 steps of the quickstart model shrunk, a
+# checkpoint every 2, on 4 CPU devices split over `processes` processes (joined on 127.0.0.1).
+STEPS = 16
+STATE_KEYS = ('params', 'batch_stats', 'ema_params', 'opt_state')
+
+
+def free_port() -> int:
+  import socket
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def start_training(tfds_dir, workdir, logs, processes=1):
+  """Starts one train.py per log in `logs` (`processes` of them, 4 devices in all); stderr is appended to the
+  logs. Returns the Popen objects."""
+  assert len(logs) == processes
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={4 // processes}')
+  command = [sys.executable, 'train.py', '--config=configs/quickstart.py', f'--workdir={workdir}',
+             f'--config.data_dir={tfds_dir}', '--config.batch_size=32', f'--config.num_train_steps={STEPS}',
+             '--config.log_every_steps=1', '--config.eval_every_steps=1000', '--config.checkpoint_every_steps=2',
+             '--config.keep_checkpoints=3', '--config.model_kwargs.width_multiplier=0.125',
+             '--config.eval_split=test[:64]']
+  if processes > 1:
+    command += [f'--coordinator_address=127.0.0.1:{free_port()}', f'--num_processes={processes}']
+  return [subprocess.Popen(command + ([f'--process_id={i}'] if processes > 1 else []), cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=open(log, 'a')) for i, log in enumerate(logs)]
+
+
+def wait_all(procs, logs, timeout=600):
+  """Waits for every process (killing what is left after `timeout` s); returns (exit code, whole log) of each."""
+  import time
+  t = time.time()
+  try:
+    for proc in procs:
+      proc.wait(timeout=max(timeout - (time.time() - t), 1))
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+  return [(proc.returncode, open(log).read()) for proc, log in zip(procs, logs)]
+
+
+def steps_logged(log) -> int:
+  return len([line for line in open(log) if f'/{STEPS}  ' in line])
+
+
+def final_state(workdir) -> dict:
+  return {k: load_params(workdir, STEPS, key=k) for k in STATE_KEYS}

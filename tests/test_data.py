@@ -14,16 +14,16 @@ def _take(ds, n):
 
 
 def test_resumed_stream_equals_uninterrupted(tfds_dir):
-  c = tiny_config(tfds_dir)
+  c = tiny_config(tfds_dir, batch_size=16)
   c.input.randaugment_layers = 2  # stateless augmentation included
   c.input.randaugment_magnitude = 9
   builder = pipeline.get_builder(c.dataset, c.data_dir)
-  straight = _take(pipeline.train_dataset(builder, c, 16, seed=3), 300)  # crosses the epoch (250 batches)
-  resumed = _take(pipeline.train_dataset(builder, c, 16, seed=3, start_step=240), 60)
+  straight = _take(pipeline.train_dataset(builder, c, seed=3), 300)  # crosses the epoch (250 batches)
+  resumed = _take(pipeline.train_dataset(builder, c, seed=3, start_step=240), 60)
   for a, b in zip(straight[240:], resumed):
     np.testing.assert_array_equal(a['image'], b['image'])
     np.testing.assert_array_equal(a['label'], b['label'])
-  other = _take(pipeline.train_dataset(builder, c, 16, seed=4), 1)
+  other = _take(pipeline.train_dataset(builder, c, seed=4), 1)
   assert not np.array_equal(other[0]['label'], straight[0]['label'])
   # Each epoch is a permutation of the whole split.
   first_epoch = np.concatenate([b['label'] for b in straight[:250]])
@@ -31,8 +31,8 @@ def test_resumed_stream_equals_uninterrupted(tfds_dir):
 
 
 def test_train_batches_are_normalised(tfds_dir):
-  c = tiny_config(tfds_dir)
-  batch = _take(pipeline.train_dataset(pipeline.get_builder(c.dataset, c.data_dir), c, 64, seed=0), 1)[0]
+  c = tiny_config(tfds_dir, batch_size=64)
+  batch = _take(pipeline.train_dataset(pipeline.get_builder(c.dataset, c.data_dir), c, seed=0), 1)[0]
   assert batch['image'].shape == (64, 28, 28, 1) and batch['image'].dtype == np.float32
   assert batch['label'].dtype == np.int32
   assert abs(batch['image'].mean()) < 0.5 and 0.5 < batch['image'].std() < 1.5
@@ -54,14 +54,14 @@ def image_folder(tmp_path):
 
 
 def test_image_folder_trains_and_evaluates_with_padding(image_folder):
-  c = tiny_config(image_folder, dataset='image_folder', train_split='train', eval_split='test')
+  c = tiny_config(image_folder, dataset='image_folder', train_split='train', eval_split='test', batch_size=8)
   c.input.channels = 3
   c.input.image_size = 32
   c.input.mean = (127.5,) * 3
   c.input.std = (64.0,) * 3
   builder = pipeline.get_builder(c.dataset, c.data_dir)
   assert pipeline.num_classes(builder) == 2
-  batch = _take(pipeline.train_dataset(builder, c, 8, seed=0), 1)[0]
+  batch = _take(pipeline.train_dataset(builder, c, seed=0), 1)[0]
   assert batch['image'].shape == (8, 32, 32, 3)
   # Red images have a larger first channel than blue ones, after any crop.
   red = builder.info.features['label'].str2int('red')
@@ -72,9 +72,9 @@ def test_image_folder_trains_and_evaluates_with_padding(image_folder):
 
 
 def test_too_small_split_fails_clearly(image_folder):
-  c = tiny_config(image_folder, dataset='image_folder', train_split='test', eval_split='test')
+  c = tiny_config(image_folder, dataset='image_folder', train_split='test', eval_split='test', batch_size=64)
   with pytest.raises(pipeline.DatasetError, match='fewer than one batch'):
-    pipeline.train_dataset(pipeline.get_builder(c.dataset, c.data_dir), c, 64, seed=0)
+    pipeline.train_dataset(pipeline.get_builder(c.dataset, c.data_dir), c, seed=0)
 
 
 def test_unknown_split(tfds_dir):
@@ -107,9 +107,9 @@ def test_unreadable_images_are_skipped_with_a_warning_and_counted(image_folder, 
   task = ClassificationTask(c)  # scans the folder before anything compiles
   assert [path for path, _ in pipeline.unreadable_images(task.builder, 'train')] == broken
   assert '2 of 26 images of split \'train\' cannot be decoded and are skipped' in caplog.text
-  assert pipeline.host_split_size(task.builder, 'train') == 24
+  assert pipeline.readable_size(task.builder, 'train') == 24
   # Two epochs of the 24 readable images decode without an error; each epoch holds every one of them once.
-  batches = _take(pipeline.train_dataset(task.builder, c, 8, seed=0), 6)
+  batches = _take(pipeline.train_dataset(task.builder, c, seed=0), 6)
   labels = np.concatenate([b['label'] for b in batches[:3]])
   assert np.bincount(labels).tolist() == [12, 12]
 
@@ -121,6 +121,6 @@ def test_unreadable_images_are_fatal_on_request(image_folder):
 
 
 def test_a_split_smaller_than_one_batch_fails_before_compiling(image_folder):
-  with pytest.raises(pipeline.DatasetError, match=r"split 'train' has 24 readable examples on this host, fewer than "
-                                                  r'one batch \(32 per host\)'):
+  with pytest.raises(pipeline.DatasetError, match=r"split 'train' has 24 readable examples, fewer than one batch "
+                                                  r'\(32\)'):
     ClassificationTask(folder_config(image_folder, batch_size=32))

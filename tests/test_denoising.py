@@ -48,10 +48,10 @@ def test_step_schedule_divides_half_way():
 
 
 def test_resumed_batches_are_the_straight_runs():
-  task = DenoisingTask(tiny_config())
-  straight = task.train_batches(8, 0)
+  task = DenoisingTask(tiny_config(batch_size=8))
+  straight = task.train_batches(0)
   batches = [next(straight)['image'] for _ in range(5)]
-  resumed = next(task.train_batches(8, 3))['image']
+  resumed = next(task.train_batches(3))['image']
   np.testing.assert_array_equal(resumed, batches[3])
   assert batches[0].dtype == np.uint8 and batches[0].shape == (8, 16, 16, 1)
   assert not np.array_equal(batches[0], batches[1])

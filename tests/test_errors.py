@@ -76,6 +76,7 @@ def test_workdir_of_another_model_is_not_resumed(tfds_dir, tmp_path):
     (QUICK + ['--config.batch_size=abc'], 'error: flag --config.batch_size=abc: invalid literal'),
     (QUICK + ['--config.model=resnetrs51'], "error: Unknown model 'resnetrs51'"),
     (QUICK + ['--config.batch_size=12'], 'error: batch_size=12 is not divisible by the number of devices (8)'),
+    (QUICK + ['--num_processes=2'], 'error: a multi-process run started by hand needs all of --coordinator_address'),
 ])
 def test_cli_reports_one_line(args, message, tmp_path, tfds_dir):
   rc, out, err = run_cli('train.py', *args, f'--workdir={tmp_path}', f'--config.data_dir={tfds_dir}', devices=8,

@@ -4,8 +4,6 @@ the same command. Damaged checkpoints: tests/test_trainer.py's resume test."""
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import jax
@@ -13,32 +11,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, load_params, max_abs_diff, tiny_config
+from tests.helpers import (STATE_KEYS, STEPS, final_state, load_params, max_abs_diff, start_training, steps_logged,
+                           tiny_config, wait_all)
 from zoo import trainer
 from zoo.errors import UserError
 from zoo.parallel import DataParallel
 from zoo.tasks.classification import ClassificationTask
 
-STEPS = 16
-KEYS = ('params', 'batch_stats', 'ema_params', 'opt_state')
-
-
-def train_command(tfds_dir, workdir):
-  return [sys.executable, 'train.py', '--config=configs/quickstart.py', f'--workdir={workdir}',
-          f'--config.data_dir={tfds_dir}', '--config.batch_size=32', f'--config.num_train_steps={STEPS}',
-          '--config.log_every_steps=1', '--config.eval_every_steps=1000', '--config.checkpoint_every_steps=2',
-          '--config.keep_checkpoints=3', '--config.model_kwargs.width_multiplier=0.125']
-
-
 def start(tfds_dir, workdir, log):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
-  return subprocess.Popen(train_command(tfds_dir, workdir), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                          stderr=open(log, 'a'))
+  return start_training(tfds_dir, workdir, [log])[0]
 
 
 def run_to_end(tfds_dir, workdir, log):
-  proc = start(tfds_dir, workdir, log)
-  assert proc.wait(timeout=600) == 0, open(log).read()[-3000:]
+  [(code, text)] = wait_all([start(tfds_dir, workdir, log)], [log])
+  assert code == 0, text[-3000:]
 
 
 def wait_for(predicate, proc, timeout=300, poll=0.01):
@@ -49,26 +35,12 @@ def wait_for(predicate, proc, timeout=300, poll=0.01):
     time.sleep(poll)
 
 
-def final_state(workdir):
-  return {k: load_params(workdir, STEPS, key=k) for k in KEYS}
-
-
-def assert_same_bits(a, b):
-  for k in KEYS:
-    assert max_abs_diff(a[k], b[k]) == 0.0, k
-
-
-def steps_logged(log):
-  return len([line for line in open(log) if f'/{STEPS}  ' in line])
-
-
-def test_sigkill_mid_save_sigterm_and_sigkill_at_a_random_moment_end_in_the_same_bits(tfds_dir, tmp_path):
+def test_sigkill_mid_save_sigterm_and_sigkill_at_a_random_moment_end_in_the_same_bits(tfds_dir, straight_run,
+                                                                                      tmp_path):
   """One run of train.py, started four times with the same command: killed while orbax writes a checkpoint (its
   temporary directory exists, a complete checkpoint beside it); sent SIGTERM two steps after resuming, so it
   checkpoints the step it was on and exits 0; killed at a random moment; then left to finish. The final state equals
   an uninterrupted run's bit for bit."""
-  straight = tmp_path / 'straight'
-  run_to_end(tfds_dir, straight, tmp_path / 'straight.log')
   log, workdir = tmp_path / 'log', tmp_path / 'w'
   ckpt = workdir / 'checkpoints'
 
@@ -97,7 +69,9 @@ def test_sigkill_mid_save_sigterm_and_sigkill_at_a_random_moment_end_in_the_same
   proc.wait()
   run_to_end(tfds_dir, workdir, log)  # from a step of the third start, or its final one
   assert open(log).read().count('Resuming from checkpoint') == 3
-  assert_same_bits(final_state(str(workdir)), final_state(str(straight)))
+  straight, resumed = final_state(straight_run), final_state(workdir)
+  for k in STATE_KEYS:
+    assert max_abs_diff(straight[k], resumed[k]) == 0.0, k
 
 
 

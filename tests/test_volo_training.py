@@ -107,7 +107,7 @@ def test_task_loss_is_token_labelling_of_the_models_outputs(tfds_dir):
   task = get_task(tiny_volo_config(tfds_dir))
   task.model = task.model.clone(bn_axis_name=None)  # called outside pmap: no 'batch' axis
   variables = jax.jit(functools.partial(task.model.init, train=False))(jax.random.key(0), task.init_inputs())
-  batch = next(task.train_batches(8, 0))
+  batch = next(task.train_batches(0))
   rng = jax.random.key(3)
   loss, (_, metric_inputs) = jax.jit(task.train_loss)(variables['params'], variables['batch_stats'], batch, rng)
   apply = jax.jit(functools.partial(task.model.apply, train=True, mutable=['batch_stats']))
@@ -224,12 +224,12 @@ def token_grid_config(data_dir, **overrides):
 
 def test_dense_token_labels_follow_the_crop_and_the_flip(token_grid_dir):
   """Every token's label is the region under its centre, read back from the ramps of the augmented image."""
-  c = token_grid_config(token_grid_dir)
+  c = token_grid_config(token_grid_dir, batch_size=32)
   c.input.image_size = 64  # a 4x4 token grid
   c.input.area_range = (0.2, 1.0)
   c.input.randaugment_layers, c.input.random_erasing = 0, 0.0  # keep the ramps readable
   builder = pipeline.get_builder(c.dataset, c.data_dir)
-  batch = next(pipeline.train_dataset(builder, c, 32, seed=1, token_grid=(4, 4)).as_numpy_iterator())
+  batch = next(pipeline.train_dataset(builder, c, seed=1, token_grid=(4, 4)).as_numpy_iterator())
   assert batch['token_labels'].shape == (32, 4, 4) and batch['token_labels'].dtype == np.int32
   centre = batch['image'].reshape(32, 4, 16, 4, 16, 3)[:, :, 7:9, :, 7:9].mean(axis=(2, 4))  # value at 16i + 8
   source = centre[..., :2] / 4 + 0.5  # source (row, column) under each token's centre

@@ -4,23 +4,38 @@ non-finite update, zoo/trainer.py; unreadable checkpoints are skipped in zoo/che
 import signal
 import threading
 
+import jax
 from absl import logging
+from jax.experimental import multihost_utils
 
 
 class PreemptionNotice:
-  """While entered, SIGTERM only sets `received` (the signal's name), so the loop can finish its step, write a
-  checkpoint, wait for it and exit 0 instead of dying mid-save. Signal handlers exist only in the main thread;
-  elsewhere (a training thread of a notebook) this does nothing and SIGTERM keeps its default."""
+  """Tells the loop at which step to stop for a preemption, so that it can finish the step, write a checkpoint,
+  wait for it and exit 0 instead of dying mid-save.
+
+  One process: while entered, SIGTERM only sets `received` (the signal's name), and `reached(step)` is True after
+  it. Signal handlers exist only in the main thread; elsewhere (a training thread of a notebook) SIGTERM keeps its
+  default. Several processes must stop at the same step, or the others would wait in the next collective for ever:
+  there jax's preemption sync service (started by jax.distributed.initialize) hears the SIGTERM, on whichever host
+  it arrives, and names one step for all of them; `reached(step)` asks it, and must be called at every step by
+  every process. A handler of ours would hide the signal from it, so none is installed."""
 
   def __init__(self, signals=(signal.SIGTERM,)):
     self.signals = signals
     self.received: str | None = None
     self._previous = {}
+    self._shared = jax.process_count() > 1
 
   def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
+    if not self._shared and threading.current_thread() is threading.main_thread():
       self._previous = {s: signal.signal(s, self._note) for s in self.signals}
     return self
+
+  def reached(self, step: int) -> bool:
+    """True when the run must stop after `step`."""
+    if self._shared and multihost_utils.reached_preemption_sync_point(step):
+      self.received = 'SIGTERM (on one of the hosts)'
+    return self.received is not None
 
   def _note(self, signum, frame):
     self.received = signal.Signals(signum).name

@@ -166,7 +166,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
              if config.profile else [])
     state = dp.put_state(state)
     rng = jax.random.key(config.seed + 1)
-    batches = dp.prefetch(task.train_batches(local_batch, start))
+    batches = dp.prefetch(task.train_batches(start))
     pending, t0, step0, eval_metrics = [], time.perf_counter(), start, {}
     # XLA:CPU runs every device's share of a step on one thread pool; with several steps queued, their collectives
     # can wait on each other for ever (seen on 8 host devices). There the next step starts when the last ended;
@@ -203,7 +203,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         saved = step % config.checkpoint_every_steps == 0 or step == num_steps
         if saved:
           save(step, state)
-        if preemption.received:
+        if preemption.reached(step):
           if not saved:
             save(step, state)
           mngr.wait_until_finished()

@@ -9,6 +9,7 @@ import numpy as np
 import skimage.data
 import skimage.transform
 
+from zoo.data import pipeline
 from zoo.data.pipeline import DatasetError
 
 NUM_FACES = 100
@@ -46,10 +47,9 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def task_data(config) -> tuple[np.ndarray, int, np.ndarray]:
-  """What the face tasks (watermarking, autoencoding) train and evaluate on: (this host's training images, uint8
+  """What the face tasks (watermarking, autoencoding) train and evaluate on: (all training images, uint8
   [N, size, size, 3]; steps per epoch; the held-out faces, float32 in [0, 1] but quantised to 8 bits, as published
   images are). Fails clearly for another dataset or fewer images than one batch."""
-  import jax
   if config.dataset != 'lfw':
     raise DatasetError(f"the face tasks read dataset 'lfw' (scikit-image's lfw_subset), not {config.dataset!r}")
   size = config.input.image_size
@@ -57,8 +57,6 @@ def task_data(config) -> tuple[np.ndarray, int, np.ndarray]:
   if config.input.photos:
     train = np.concatenate([train, photo_crops(size, config.input.photo_stride)])
   examples = to_uint8(train)
-  local = examples[jax.process_index()::jax.process_count()]
-  if len(local) < config.batch_size // jax.process_count():
-    raise DatasetError(f'{len(local)} training images on this host, fewer than one batch')
+  pipeline.check_array_fits(examples, config.batch_size, 'images')
   held_out = to_uint8(lfw(config.eval_split, size)).astype(np.float32) / 255.0
-  return local, len(examples) // config.batch_size, held_out
+  return examples, len(examples) // config.batch_size, held_out

@@ -1,8 +1,15 @@
 """tf.data input for image classification: any TFDS dataset by name, or a folder of images.
 
-Determinism is by construction: the example order comes from a seeded shuffle of the host's shard, and every random
-augmentation is stateless, seeded by (seed, host, position in the stream). Resuming at step k therefore skips
-k * local_batch encoded records (no decoding) and continues with exactly the batches an uninterrupted run reads.
+Determinism is by construction: the example order comes from a seeded shuffle of the whole split, and every random
+augmentation is stateless, seeded by (seed, position in the stream). Resuming at step k therefore skips k * batch
+encoded records (no decoding) and continues with exactly the batches an uninterrupted run reads.
+
+Every host reads that one global stream and keeps its rows of each global batch (host p the p-th slice of
+batch_size / hosts) before decoding them, so a global batch holds the same examples, augmented the same way, on
+any number of hosts: two hosts of two devices train the same parameters as one of four, and a run may resume on
+another topology. The price is that each host reads every encoded record of the split (and decodes only its
+own); the per-host file sharding of big_vision / flax's examples reads less on large pods but makes the batches a
+function of the host count. Evaluation shards the split over the hosts: its metrics are sums over all examples.
 
 Dense targets for token labelling (`input.token_labels=True`): every example then carries 'token_labels', an int
 [H', W'] map of class indices over the whole image (any H', W'; e.g. the argmax of a dense annotator's score map).
@@ -66,12 +73,17 @@ def num_classes(builder) -> int:
   return builder.info.features['label'].num_classes
 
 
-def host_split_size(builder, split: str, index: int | None = None, count: int | None = None) -> int:
-  """Examples of `split` that host `index` of `count` reads (default: this host)."""
-  index = jax.process_index() if index is None else index
-  count = jax.process_count() if count is None else count
+def readable_size(builder, split: str) -> int:
+  """Examples of `split` in the stream: an image folder's images less the undecodable ones."""
   if isinstance(builder, tfds.folder_dataset.ImageFolder):
-    return len(range(index, split_size(builder, split) - len(unreadable_images(builder, split)), count))
+    return split_size(builder, split) - len(unreadable_images(builder, split))
+  return split_size(builder, split)
+
+
+def host_split_size(builder, split: str, index: int, count: int) -> int:
+  """Examples of `split` that host `index` of `count` evaluates."""
+  if isinstance(builder, tfds.folder_dataset.ImageFolder):
+    return len(range(index, readable_size(builder, split), count))
   return split_size(builder, tfds.split_for_jax_process(split, process_index=index, process_count=count))
 
 
@@ -112,8 +124,8 @@ def check_images(builder, split: str, policy: str) -> None:
                        "remove or replace them, or set --config.input.corrupt_images=skip")
 
 
-def _read(builder, split: str) -> tf.data.Dataset:
-  """This host's shard of `split`, in file order, images left encoded."""
+def _read(builder, split: str, shard: bool) -> tf.data.Dataset:
+  """`split` in file order, images left encoded: all of it, or this host's shard."""
   options = tfds.ReadConfig(shuffle_seed=0, interleave_cycle_length=1)
   skip = {'image': tfds.decode.SkipDecoding()}
   if isinstance(builder, tfds.folder_dataset.ImageFolder):  # no sub-splits: shard the records
@@ -122,9 +134,19 @@ def _read(builder, split: str) -> tf.data.Dataset:
     if bad:
       bad = tf.constant(bad)
       ds = ds.filter(lambda example: tf.logical_not(tf.reduce_any(tf.equal(example['image/filename'], bad))))
-    return ds.shard(jax.process_count(), jax.process_index())
-  return builder.as_dataset(split=tfds.split_for_jax_process(split), shuffle_files=False, read_config=options,
-                            decoders=skip)
+    return ds.shard(jax.process_count(), jax.process_index()) if shard else ds
+  return builder.as_dataset(split=tfds.split_for_jax_process(split) if shard else split, shuffle_files=False,
+                            read_config=options, decoders=skip)
+
+
+def host_rows(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+  """This host's rows of every global batch of `batch_size` in a stream of (position, example) pairs: host p keeps
+  rows [p * b, (p + 1) * b) of each, b = batch_size / hosts, in the order its devices take them."""
+  hosts = jax.process_count()
+  if hosts == 1:
+    return ds
+  rows, host = batch_size // hosts, jax.process_index()
+  return ds.filter(lambda position, *_: position % batch_size // rows == host)
 
 
 def _to_uint8(x):
@@ -153,32 +175,33 @@ def crop_token_labels(token_labels, image_hw, offset, size, grid: tuple[int, int
   return out
 
 
-def check_split_fits(builder, split: str, local_batch: int) -> int:
-  """This host's examples of the training split; fewer than one batch is a DatasetError (batches drop no example
-  of an epoch but the remainder, so such a split would never fill one)."""
-  n = host_split_size(builder, split)
-  if n < local_batch:
-    raise DatasetError(f'split {split!r} has {n} readable examples on this host, fewer than one batch ({local_batch} '
-                       'per host): lower --config.batch_size or add data')
+def check_split_fits(builder, split: str, batch_size: int) -> int:
+  """The training split's readable examples; fewer than one global batch is a DatasetError (batches drop no
+  example of an epoch but the remainder, so such a split would never fill one)."""
+  n = readable_size(builder, split)
+  if n < batch_size:
+    raise DatasetError(f'split {split!r} has {n} readable examples, fewer than one batch ({batch_size}): lower '
+                       '--config.batch_size or add data')
   return n
 
 
-def train_dataset(builder, cfg, local_batch: int, seed: int, start_step: int = 0,
+def train_dataset(builder, cfg, seed: int, start_step: int = 0,
                   token_grid: tuple[int, int] | None = None) -> tf.data.Dataset:
-  """Endless, shuffled, augmented batches of this host; starts at global step `start_step`.
+  """Endless, shuffled, augmented batches of this host (its rows of each global batch of `cfg.batch_size`); starts
+  at global step `start_step`.
 
   With `token_grid` (h, w) the batches also hold the examples' 'token_labels' on that grid (module docstring)."""
   inp = cfg.input
-  n = check_split_fits(builder, cfg.train_split, local_batch)
-  host_seed = tf.constant([seed, jax.process_index()], tf.int64)
-  ds = _read(builder, cfg.train_split)
+  n = check_split_fits(builder, cfg.train_split, cfg.batch_size)
+  stream_seed = tf.constant([seed, 0], tf.int64)
+  ds = _read(builder, cfg.train_split, shard=False)
   ds = ds.shuffle(min(n, inp.shuffle_buffer), seed=seed, reshuffle_each_iteration=True).repeat()
-  ds = ds.enumerate().skip(start_step * local_batch)
+  ds = host_rows(ds.enumerate().skip(start_step * cfg.batch_size), cfg.batch_size)
   mean, std = inp.mean, inp.std
 
   def preprocess(index, example):
     # A split's first seeds do not depend on their count: the crop, flip and RandAugment draws predate erasing's.
-    seeds = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(host_seed, index), 4)
+    seeds = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(stream_seed, index), 4)
     image = augment.decode_and_inception_crop(example['image'], seeds[0], inp.image_size, channels=inp.channels,
                                               area_range=tuple(inp.area_range))
     if inp.flip:
@@ -200,7 +223,7 @@ def train_dataset(builder, cfg, local_batch: int, seed: int, start_step: int = 0
     return out
 
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  return ds.batch(cfg.batch_size // jax.process_count(), drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_steps(builder, split: str, local_batch: int) -> int:
@@ -219,7 +242,7 @@ def eval_batches(builder, cfg, split: str, local_batch: int, image_size: int | N
     image = augment.resize_and_center_crop(image, size, inp.crop_pct)
     return {'image': augment.normalize(image, inp.mean, inp.std), 'label': tf.cast(example['label'], tf.int32)}
 
-  ds = _read(builder, split).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = _read(builder, split, shard=True).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(local_batch).prefetch(tf.data.AUTOTUNE)
   steps = eval_steps(builder, split, local_batch)
   empty = {'image': np.zeros((local_batch, size, size, inp.channels), np.float32),
@@ -234,23 +257,30 @@ def eval_batches(builder, cfg, split: str, local_batch: int, image_size: int | N
            'mask': np.concatenate([np.ones(valid, np.float32), np.zeros(pad, np.float32)])}
 
 
-def array_train_batches(examples: np.ndarray, local_batch: int, start_step: int, seed: int):
-  """Endless numpy batches {'image'} of an in-memory array of this host's examples [N, H, W, C] (denoising patches,
-  MRI images): a seeded shuffle and the eight flips/rotations by stateless seeds of the stream position, so resuming
-  at `start_step` skips to exactly the batches of a straight run."""
-  host_seed = tf.constant([seed, jax.process_index()], tf.int64)
+def check_array_fits(examples: np.ndarray, batch_size: int, what: str) -> None:
+  if len(examples) < batch_size:
+    raise DatasetError(f'{len(examples)} training {what}, fewer than one batch ({batch_size}): lower '
+                       '--config.batch_size or add data')
+
+
+def array_train_batches(examples: np.ndarray, batch_size: int, start_step: int, seed: int):
+  """Endless numpy batches {'image'} of an in-memory array of all training examples [N, H, W, C] (denoising
+  patches, MRI images), this host's rows of each global batch of `batch_size`: a seeded shuffle and the eight
+  flips/rotations by stateless seeds of the stream position, so resuming at `start_step` skips to exactly the
+  batches of a straight run, on any number of hosts."""
+  stream_seed = tf.constant([seed, 0], tf.int64)
 
   def augment(index, image):
-    draws = tf.random.stateless_uniform([2], tf.random.experimental.stateless_fold_in(host_seed, index), 0, 4,
+    draws = tf.random.stateless_uniform([2], tf.random.experimental.stateless_fold_in(stream_seed, index), 0, 4,
                                         tf.int32)
     image = tf.image.rot90(image, draws[0])
     return {'image': tf.cond(draws[1] >= 2, lambda: tf.image.flip_left_right(image), lambda: image)}
 
   ds = tf.data.Dataset.from_tensor_slices(examples)
   ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True).repeat()
-  ds = ds.enumerate().skip(start_step * local_batch).map(augment, num_parallel_calls=tf.data.AUTOTUNE,
-                                                         deterministic=True)
-  return ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+  ds = host_rows(ds.enumerate().skip(start_step * batch_size), batch_size)
+  ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.batch(batch_size // jax.process_count(), drop_remainder=True).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
 
 def array_eval_batching(num_examples: int, local_batch: int) -> tuple[int, int]:

@@ -43,8 +43,8 @@ class AutoencodingTask:
     size = image_size or self.config.input.image_size
     return jnp.zeros((1, size, size, 3), jnp.float32)
 
-  def train_batches(self, local_batch: int, start_step: int):
-    return pipeline.array_train_batches(self.examples, local_batch, start_step, self.config.seed)
+  def train_batches(self, start_step: int):
+    return pipeline.array_train_batches(self.examples, self.config.batch_size, start_step, self.config.seed)
 
   def eval_batches(self, local_batch: int, image_size=None):
     batch, steps = pipeline.array_eval_batching(len(self.eval_images), local_batch)

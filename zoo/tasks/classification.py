@@ -12,7 +12,6 @@ from clu import metrics
 import zoo
 from zoo.data import pipeline
 from zoo.errors import UserError
-from zoo.parallel import check_batch_size
 
 
 @flax.struct.dataclass
@@ -88,7 +87,7 @@ class ClassificationTask:
     for split in (config.train_split, config.eval_split):
       pipeline.split_size(self.builder, split)
       pipeline.check_images(self.builder, split, config.input.corrupt_images)
-    pipeline.check_split_fits(self.builder, config.train_split, check_batch_size(config.batch_size))
+    pipeline.check_split_fits(self.builder, config.train_split, config.batch_size)
     classes = pipeline.num_classes(self.builder)
     if config.model_kwargs.get('num_classes', classes) != classes:
       raise UserError(f'model_kwargs.num_classes={config.model_kwargs.num_classes} but dataset {config.dataset!r} '
@@ -126,9 +125,8 @@ class ClassificationTask:
     size = image_size or self.config.input.image_size
     return jnp.zeros((1, size, size, self.config.input.channels), jnp.float32)
 
-  def train_batches(self, local_batch, start_step):
-    ds = pipeline.train_dataset(self.builder, self.config, local_batch, self.config.seed, start_step,
-                                token_grid=self.token_grid)
+  def train_batches(self, start_step):
+    ds = pipeline.train_dataset(self.builder, self.config, self.config.seed, start_step, token_grid=self.token_grid)
     return ds.as_numpy_iterator()
 
   def eval_batches(self, local_batch, image_size=None):

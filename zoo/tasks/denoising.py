@@ -15,7 +15,6 @@ from clu import metrics
 
 import zoo
 from zoo.data import natural_images, pipeline
-from zoo.data.pipeline import DatasetError
 from zoo.errors import UserError
 from zoo.inverse.metrics import psnr
 from zoo.tasks.classification import weight_decay_mask
@@ -54,9 +53,8 @@ class DenoisingTask:
                                  for im in natural_images.load(config.dataset, config.eval_split,
                                                                config.get('data_dir'))])[..., None]
     patches = natural_images.patches(train, inp.patch_size, inp.patch_stride)
-    self.patches = patches[jax.process_index()::jax.process_count()]
-    if len(self.patches) < config.batch_size // jax.process_count():
-      raise DatasetError(f'{len(self.patches)} training patches on this host, fewer than one batch')
+    pipeline.check_array_fits(patches, config.batch_size, 'patches')
+    self.patches = patches
     self.steps_per_epoch = len(patches) // config.batch_size
     # Cross-replica BatchNorm (dncnn); the spectral-norm vectors are the same on every device without it.
     self.model = zoo.create_model(config.model, bn_axis_name='batch', **config.model_kwargs)
@@ -66,9 +64,9 @@ class DenoisingTask:
     size = self.config.input.patch_size
     return jnp.zeros((1, size, size, 1), jnp.float32)
 
-  def train_batches(self, local_batch: int, start_step: int):
-    """Endless batches {'image': uint8 [B, size, size, 1]} of the host's patches, flipped and rotated."""
-    return pipeline.array_train_batches(self.patches, local_batch, start_step, self.config.seed)
+  def train_batches(self, start_step: int):
+    """Endless batches {'image': uint8 [B, size, size, 1]} of patches (this host's rows), flipped and rotated."""
+    return pipeline.array_train_batches(self.patches, self.config.batch_size, start_step, self.config.seed)
 
   def _eval_sigma(self):
     noise = self.config.noise

@@ -91,9 +91,8 @@ class ReconstructionTask:
     else:
       photos = natural_images.load(config.dataset, config.train_split)
       examples = natural_images.patches(photos, size, config.input.patch_stride)
-    self.examples = examples[jax.process_index()::jax.process_count()]
-    if len(self.examples) < config.batch_size // jax.process_count():
-      raise DatasetError(f'{len(self.examples)} training images on this host, fewer than one batch')
+    pipeline.check_array_fits(examples, config.batch_size, 'images')
+    self.examples = examples
     self.steps_per_epoch = len(examples) // config.batch_size
     self.eval_images = self.held_out(size)
     self.num_eval_images = len(self.eval_images)
@@ -117,10 +116,10 @@ class ReconstructionTask:
     size = self.config.input.image_size
     return {'kspace': jnp.zeros((1, size, size, 2), jnp.float32), 'mask': jnp.ones((1, size, size), jnp.float32)}
 
-  def train_batches(self, local_batch: int, start_step: int):
+  def train_batches(self, start_step: int):
     """Endless batches {'image'}: uint8 magnitudes [B, size, size, 1] of photographs, or float32 complex images
     [B, size, size, 2] (real, imaginary) of fastMRI, flipped and rotated."""
-    return pipeline.array_train_batches(self.examples, local_batch, start_step, self.config.seed)
+    return pipeline.array_train_batches(self.examples, self.config.batch_size, start_step, self.config.seed)
 
   def measure(self, x, noise):
     """k-space channels [B, H, W, 2] of y = mask * (F x + noise_std noise) for complex images x [B, H, W] and noise

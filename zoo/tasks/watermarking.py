@@ -108,9 +108,9 @@ class WatermarkingTask:
     size = image_size or self.config.input.image_size
     return {'image': jnp.zeros((1, size, size, 3), jnp.float32), 'bits': jnp.zeros((1, self.bits), jnp.float32)}
 
-  def train_batches(self, local_batch: int, start_step: int):
+  def train_batches(self, start_step: int):
     """Endless batches {'image': uint8 [B, size, size, 3]}, flipped and rotated."""
-    return pipeline.array_train_batches(self.examples, local_batch, start_step, self.config.seed)
+    return pipeline.array_train_batches(self.examples, self.config.batch_size, start_step, self.config.seed)
 
   def eval_batches(self, local_batch: int, image_size=None):
     batch, steps = pipeline.array_eval_batching(len(self.eval_images), local_batch)
