@@ -181,6 +181,7 @@ def main(argv):
       raise UserError(f'--mode must be one of {MODES} and --dtype one of {DTYPES}, got {FLAGS.mode!r}, '
                       f'{FLAGS.dtype!r}')
     import zoo
+    from zoo import faults
     try:
       kwargs = json.loads(FLAGS.model_kwargs)
     except json.JSONDecodeError as e:
@@ -191,8 +192,10 @@ def main(argv):
       zoo.create_model(FLAGS.model, **kwargs)  # an unknown name or field fails here, in one line
       models = [(FLAGS.model, FLAGS.image_size or None)]
     for model, size in models:
-      result = measure(model, size, FLAGS.batch_size, FLAGS.mode, FLAGS.dtype, FLAGS.parallelism, FLAGS.steps,
-                       FLAGS.warmup, kwargs)
+      with faults.out_of_memory_explained(model, FLAGS.batch_size, {'dtype': FLAGS.dtype, 'remat': False, **kwargs},
+                                          size):
+        result = measure(model, size, FLAGS.batch_size, FLAGS.mode, FLAGS.dtype, FLAGS.parallelism, FLAGS.steps,
+                         FLAGS.warmup, kwargs)
       print(json.dumps(result), flush=True)
   except UserError as e:
     sys.exit(f'error: {e}')

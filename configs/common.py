@@ -45,7 +45,8 @@ def classification() -> ml_collections.ConfigDict:
   c = trainer()
   c.task = 'classification'
   c.model = 'resnetrs50'
-  c.model_kwargs = ml_collections.ConfigDict(dict(dtype='float32'))  # computation dtype; params stay float32
+  # dtype: of the computation (params stay float32); remat: recompute activations in the backward pass (memory)
+  c.model_kwargs = ml_collections.ConfigDict(dict(dtype='float32', remat=False))
 
   c.dataset = 'imagenet2012'
   c.data_dir = ml_collections.FieldReference(None, field_type=str)

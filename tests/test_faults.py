@@ -4,6 +4,8 @@ the same command. Damaged checkpoints: tests/test_trainer.py's resume test."""
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 
 import jax
@@ -11,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.helpers import (STATE_KEYS, STEPS, final_state, load_params, max_abs_diff, start_training, steps_logged,
-                           tiny_config, wait_all)
+from tests.helpers import (ROOT, STATE_KEYS, STEPS, final_state, load_params, max_abs_diff, start_training,
+                           steps_logged, tiny_config, wait_all)
 from zoo import trainer
 from zoo.errors import UserError
 from zoo.parallel import DataParallel
@@ -113,3 +115,34 @@ def test_non_finite_steps_in_a_row_stop_the_run_with_the_last_good_state_saved(t
   for key in ('params', 'batch_stats', 'ema_params', 'opt_state'):
     assert max_abs_diff(load_params(workdir, saved, key), load_params(workdir, first - 1, key)) == 0.0, key
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(load_params(workdir, saved)))
+
+
+# train.py under an address-space limit a few GiB above what its imports take: an allocation beyond it fails in any
+# Linux kernel, whatever its overcommit policy, as a device allocation fails on a GPU.
+LIMITED_TRAIN_PY = """
+import resource, runpy, sys
+import zoo.trainer  # jax, tensorflow and the zoo are mapped before the limit is set
+mapped = next(int(line.split()[1]) * 1024 for line in open('/proc/self/status') if line.startswith('VmSize'))
+resource.setrlimit(resource.RLIMIT_AS, (mapped + (4 << 30), mapped + (4 << 30)))
+sys.argv = ['train.py'] + sys.argv[1:]
+runpy.run_path('train.py', run_name='__main__')
+"""
+
+
+def test_out_of_memory_names_the_batch_the_model_and_what_to_change(tfds_dir, tmp_path):
+  """A real allocation failure: the tiny model's training step at batch 512 of 320x320 images asks XLA for about
+  9.4 GiB of temporaries (its compiled memory analysis), beyond the 4 GiB left under the limit, so XLA:CPU's
+  allocation fails. train.py ends with one line that names the model and the batch and says what to change."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1', MALLOC_ARENA_MAX='2')
+  proc = subprocess.run(
+      [sys.executable, '-c', LIMITED_TRAIN_PY, '--config=configs/quickstart.py', f'--workdir={tmp_path}',
+       f'--config.data_dir={tfds_dir}', '--config.batch_size=512', '--config.input.image_size=320',
+       '--config.num_train_steps=2', '--config.model_kwargs.width_multiplier=0.125'],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  last = proc.stderr.strip().splitlines()[-1]
+  assert proc.returncode == 1 and last.startswith('error: out of memory on the cpu devices: resnetrs50 at '
+                                                  'batch_size=512 (512 per device, 320x320 images) does not fit '
+                                                  '(XLA: '), proc.stderr[-3000:]
+  assert 'Out of memory allocating' in last and 'Traceback' not in proc.stderr
+  assert last.endswith('Try a smaller batch_size, or bfloat16 compute (model_kwargs.dtype=bfloat16), or recomputing '
+                       "each block's activations in the backward pass (model_kwargs.remat=True)"), last

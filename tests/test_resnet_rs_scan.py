@@ -116,3 +116,29 @@ def test_loop_friendly_conv_has_the_gradients_of_lax(kernel, padding):
 
   expected = jax.grad(functools.partial(loss, jax.lax.conv_general_dilated), argnums=(0, 1))(x, w)
   assert_trees_close(expected, jax.grad(functools.partial(loss, loop_friendly_conv), argnums=(0, 1))(x, w))
+
+
+def test_remat_keeps_the_gradients_and_under_scan_cuts_the_steps_memory(variables, images):
+  """`remat=True` recomputes each block in the backward pass: the same gradients, unrolled and scanned. Memory,
+  from XLA's buffer assignment of the compiled gradient of a (3, 3, 3, 3) member at 128x128, batch 8: scanned, 63.0
+  MiB of temporaries with remat against 98.2 without. (Unrolled, XLA:CPU schedules the recomputation early and
+  saves nothing; README, "Out of memory".)"""
+  def grad(model, variables, images):
+    labels = jnp.arange(images.shape[0]) % REDUCED['num_classes']
+
+    def loss(params):
+      logits, _ = train_apply(model, {'params': params, 'batch_stats': variables['batch_stats']}, images,
+                              jax.random.key(3))
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    fn = jax.jit(jax.grad(loss))
+    return fn(variables['params']), fn.lower(variables['params']).compile().memory_analysis().temp_size_in_bytes
+
+  unrolled = [grad(zoo.create_model('resnetrs50', remat=r, **REDUCED), variables, images)[0] for r in (False, True)]
+  assert_trees_close(*unrolled)
+  deeper = {**REDUCED, 'stage_depths': (3, 3, 3, 3)}
+  larger = jax.random.normal(jax.random.key(8), (8, 128, 128, 3))
+  init = zoo.create_model('resnetrs50', **deeper).init(jax.random.key(0), larger)
+  (g, plain), (g_remat, remat) = (grad(zoo.create_model('resnetrs50', scan_blocks=True, remat=r, **deeper), init,
+                                       larger) for r in (False, True))
+  assert_trees_close(g, g_remat)
+  assert remat < 0.75 * plain, (plain, remat)

@@ -402,3 +402,22 @@ def test_guess_names_a_non_published_member():
                                             r'48\), mlp_ratio=3.0, stem_hidden_dim=16, image_size=\(80, 64\), '
                                             r'num_classes=10\)'):
     from_timm('volo_d1', weights)
+
+
+def test_remat_recomputes_the_blocks_with_the_same_gradients(small):
+  """`remat=True` (flax nn.remat around every block) changes no variable and no gradient, MixToken and stochastic
+  depth included: the recomputation draws the same random numbers."""
+  model, variables, x = small
+
+  def grad(model):
+    def loss(params):
+      out, _ = model.apply({**variables, 'params': params}, x, train=True, rngs={'dropout': jax.random.key(4)},
+                           mutable=['batch_stats'])
+      return jnp.sum(out['logits'] ** 2) + jnp.sum(out['aux_logits'] ** 2)
+    return jax.jit(jax.grad(loss))(variables['params'])
+
+  rematted = model.clone(remat=True, drop_path_rate=0.3)
+  assert jax.tree.structure(abstract_variables(rematted, (32, 32))) == jax.tree.structure(variables)
+  plain, remat = grad(model.clone(drop_path_rate=0.3)), grad(rematted)
+  for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(remat)):  # float32 rounding of a recomputed forward
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(a))))

@@ -1,12 +1,16 @@
 """What a long run on shared machines must survive, on the host side of the training loop: the SIGTERM a scheduler
-sends before it preempts the job, and steps whose loss or gradients are not finite. (The step itself rejects a
-non-finite update, zoo/trainer.py; unreadable checkpoints are skipped in zoo/checkpoint.py.)"""
+sends before it preempts the job, steps whose loss or gradients are not finite, and a batch too large for the
+device. (The step itself rejects a non-finite update, zoo/trainer.py; unreadable checkpoints are skipped in
+zoo/checkpoint.py.)"""
+import contextlib
 import signal
 import threading
 
 import jax
 from absl import logging
 from jax.experimental import multihost_utils
+
+from zoo.errors import UserError
 
 
 class PreemptionNotice:
@@ -71,3 +75,32 @@ class NonFiniteSteps:
             f'non-finite loss or gradients, so none of them changed the parameters. The last good state is '
             f'checkpoint {saved_step} in {workdir}. Lower config.learning_rate or raise its warm-up, check the input '
             f'data, or train in float32; config.max_nonfinite_steps sets how many in a row are tolerated')
+
+
+class OutOfMemory(UserError):
+  """A device allocation failed; the message names the model, the batch and what to change, and keeps XLA's own
+  first line."""
+
+
+@contextlib.contextmanager
+def out_of_memory_explained(model: str, batch_size: int, model_kwargs: dict, image_size: int | None = None):
+  """Turns a failed device allocation inside the block (compiling, running or reading back a step) into
+  OutOfMemory; other errors pass unchanged. XLA reports it as RESOURCE_EXHAUSTED (GPU, TPU) or, when XLA:CPU's
+  dispatch cannot allocate, as INTERNAL "... Out of memory allocating N bytes". Suggests only what applies:
+  bfloat16 when the model computes in float32, rematerialisation when the model has a `remat` switch that is off."""
+  try:
+    yield
+  except jax.errors.JaxRuntimeError as e:
+    if 'RESOURCE_EXHAUSTED' not in str(e) and 'out of memory' not in str(e).lower():
+      raise
+    devices = jax.device_count()
+    size = f', {image_size}x{image_size} images' if image_size else ''
+    hints = ['a smaller batch_size']
+    if model_kwargs.get('dtype') == 'float32':
+      hints.append('bfloat16 compute (model_kwargs.dtype=bfloat16)')
+    if model_kwargs.get('remat') is False:
+      hints.append("recomputing each block's activations in the backward pass (model_kwargs.remat=True)")
+    xla = str(e).splitlines()[0].rstrip('.')
+    raise OutOfMemory(f'out of memory on the {jax.devices()[0].platform} devices: {model} at batch_size={batch_size} '
+                      f'({batch_size // devices} per device{size}) does not fit (XLA: {xla}). Try {", or ".join(hints)}'
+                      ) from e

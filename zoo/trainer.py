@@ -152,7 +152,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   schedule = learning_rate_schedule(config, steps_per_epoch, num_steps)
   tx = optimizer(config, schedule, task.weight_decay_mask)
 
-  with checkpoint.manager(workdir, max_to_keep=config.keep_checkpoints) as mngr:
+  out_of_memory = faults.out_of_memory_explained(config.model, config.batch_size, config.model_kwargs.to_dict(),
+                                                 config.input.get('image_size'))
+  with checkpoint.manager(workdir, max_to_keep=config.keep_checkpoints) as mngr, out_of_memory:
     state = restore_or_init(task, tx, mngr, config, workdir)
     start = int(state.step)
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)

@@ -127,6 +127,9 @@ class ResNetRS(nn.Module):
   the compile time of deep members (RS-420's training step on 2 CPU cores: 160-230 s to 20-30 s). Variables keep
   the unrolled layout either way, so checkpoints and converted weights load in both. The scanned blocks take
   `loop_friendly_conv`, whose custom gradient does not support forward-mode autodiff (jax.jvp).
+
+  `remat=True` keeps only each block's input for the backward pass and recomputes the rest (flax `nn.remat`):
+  the memory of a training step for about one more forward pass. Variables and results are unchanged.
   """
   depth: int = 50
   num_classes: int = 1000
@@ -138,6 +141,7 @@ class ResNetRS(nn.Module):
   bn_axis_name: str | None = None  # a data-parallel trainer sets its axis: BN over the global batch
   dtype: Any = 'float32'
   scan_blocks: bool = False  # scan over the identical blocks of a stage; same variables, faster compile
+  remat: bool = False  # recompute each block's activations in the backward pass: less memory, one more forward
 
   def check_config(self):
     if self.stage_depths is None and self.depth not in DEPTHS:
@@ -166,7 +170,8 @@ class ResNetRS(nn.Module):
     for s, (n, w) in enumerate(zip(self.blocks, STAGE_WIDTHS)):
       # TF1 stochastic depth: one rate per stage, growing linearly with the stage index (2..5 of 5).
       rate = self.stochastic_depth_rate * (s + 2) / 5
-      block = functools.partial(Bottleneck, self._width(w), drop_path=rate, bn_momentum=self.bn_momentum,
+      block = functools.partial(nn.remat(Bottleneck, static_argnums=(2,)) if self.remat else Bottleneck,
+                                self._width(w), drop_path=rate, bn_momentum=self.bn_momentum,
                                 bn_axis_name=self.bn_axis_name, dtype=dtype)
       x = block(strides=2 if s > 0 else 1, project=True, name=f'stage{s + 1}_block0')(x, train)
       names = [f'stage{s + 1}_block{b}' for b in range(1, n)]

@@ -316,6 +316,7 @@ class VOLO(nn.Module):
   bn_momentum: float = 0.9
   bn_axis_name: str | None = None  # a data-parallel trainer sets its axis: stem BN over the global batch
   dtype: Any = 'float32'  # computation dtype; parameters stay float32
+  remat: bool = False  # recompute each block's activations in the backward pass: less memory, one more forward
 
   def check_config(self):
     size = _pairs(self.image_size)
@@ -374,15 +375,16 @@ class VOLO(nn.Module):
       x = jnp.where(fine[None, :, :, None], x[::-1], x)
 
     rates = self.drop_path_rates()
+    block = nn.remat(Block, static_argnums=(2,)) if self.remat else Block  # same variables either way
     for b in range(self.layers[0]):
-      x = Block(self.num_heads[0], self.mlp_ratio, outlook=True, dtype=dtype, name=f'stage1_block{b}')(x, train)
+      x = block(self.num_heads[0], self.mlp_ratio, outlook=True, dtype=dtype, name=f'stage1_block{b}')(x, train)
     x = nn.Conv(dim, (POOLING_SCALE,) * 2, (POOLING_SCALE,) * 2, padding='VALID', dtype=dtype,
                 name='downsample')(x)
     pos = self.param('pos_embed', dense_init, (1, *grid, dim))
     x = (x + pos.astype(dtype)).reshape(x.shape[0], -1, dim)  # tokens, row-major over the grid
     for s in range(1, len(self.layers)):
       for b in range(self.layers[s]):
-        x = Block(self.num_heads[s], self.mlp_ratio, drop_path=rates[s][b], dtype=dtype,
+        x = block(self.num_heads[s], self.mlp_ratio, drop_path=rates[s][b], dtype=dtype,
                   name=f'stage{s + 1}_block{b}')(x, train)
 
     cls = self.param('cls_token', dense_init, (1, 1, dim))
