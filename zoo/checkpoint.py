@@ -45,10 +45,12 @@ def restore_newest(mngr: ocp.CheckpointManager, workdir: str, target: dict,
 
   Orbax writes a step into a temporary directory and renames it when complete, so a save cut short by a kill never
   shows up as a step. A step whose files were damaged later (a full disk, a copy cut short) does: its restore fails,
-  and the one before it is used. The damaged steps are moved to <workdir>/unreadable_checkpoints/, never deleted,
-  and logged. `check_config(saved_config)` raises for a checkpoint of another run, which is not damage. If no step
-  reads back, nothing is moved and the error names the newest failure.
+  and the one before it is used. The damaged steps are moved to <workdir>/unreadable_checkpoints/ (by process 0 of
+  a multi-process run; every process skips them), never deleted, and logged. `check_config(saved_config)` raises
+  for a checkpoint of another run, which is not damage. If no step reads back, nothing is moved and the error names
+  the newest failure.
   """
+  import jax
   from absl import logging
   failed = []
   for step in sorted(mngr.all_steps(), reverse=True):
@@ -64,7 +66,7 @@ def restore_newest(mngr: ocp.CheckpointManager, workdir: str, target: dict,
       failed.append((step, e))
       continue
     for bad, error in failed:
-      aside = _move_aside(workdir, bad)
+      aside = _move_aside(workdir, bad) if jax.process_index() == 0 else 'unreadable_checkpoints/ by process 0'
       logging.warning('checkpoint %d cannot be read (%s: %s); moved to %s; resuming from step %d instead', bad,
                       type(error).__name__, str(error).splitlines()[0][:300], aside, step)
     if failed:

@@ -193,7 +193,7 @@ def train_dataset(builder, cfg, seed: int, start_step: int = 0,
   With `token_grid` (h, w) the batches also hold the examples' 'token_labels' on that grid (module docstring)."""
   inp = cfg.input
   n = check_split_fits(builder, cfg.train_split, cfg.batch_size)
-  stream_seed = tf.constant([seed, 0], tf.int64)
+  stream_seed = tf.constant([seed, 0], tf.int64)  # the key of host 0 when hosts drew their own: same stream as then
   ds = _read(builder, cfg.train_split, shard=False)
   ds = ds.shuffle(min(n, inp.shuffle_buffer), seed=seed, reshuffle_each_iteration=True).repeat()
   ds = host_rows(ds.enumerate().skip(start_step * cfg.batch_size), cfg.batch_size)
@@ -268,7 +268,7 @@ def array_train_batches(examples: np.ndarray, batch_size: int, start_step: int, 
   patches, MRI images), this host's rows of each global batch of `batch_size`: a seeded shuffle and the eight
   flips/rotations by stateless seeds of the stream position, so resuming at `start_step` skips to exactly the
   batches of a straight run, on any number of hosts."""
-  stream_seed = tf.constant([seed, 0], tf.int64)
+  stream_seed = tf.constant([seed, 0], tf.int64)  # as in train_dataset
 
   def augment(index, image):
     draws = tf.random.stateless_uniform([2], tf.random.experimental.stateless_fold_in(stream_seed, index), 0, 4,
