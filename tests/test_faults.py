@@ -130,9 +130,9 @@ runpy.run_path('train.py', run_name='__main__')
 
 
 def test_out_of_memory_names_the_batch_the_model_and_what_to_change(tfds_dir, tmp_path):
-  """A real allocation failure: the tiny model's training step at batch 512 of 320x320 images asks XLA for about
-  9.4 GiB of temporaries (its compiled memory analysis), beyond the 4 GiB left under the limit, so XLA:CPU's
-  allocation fails. train.py ends with one line that names the model and the batch and says what to change."""
+  """A real allocation failure: the tiny model's training step at batch 512 of 320x320 images asks XLA:CPU for
+  10,057,158,248 bytes (measured: the number its error names), beyond the 4 GiB left under the limit. train.py ends
+  with one line that names the model and the batch and says what to change."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1', MALLOC_ARENA_MAX='2')
   proc = subprocess.run(
       [sys.executable, '-c', LIMITED_TRAIN_PY, '--config=configs/quickstart.py', f'--workdir={tmp_path}',
