@@ -1,7 +1,9 @@
 """Shared pieces of the tests: small configs that train in seconds."""
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -54,7 +56,6 @@ STATE_KEYS = ('params', 'batch_stats', 'ema_params', 'opt_state')
 
 
 def free_port() -> int:
-  import socket
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     return s.getsockname()[1]
@@ -78,7 +79,6 @@ def start_training(tfds_dir, workdir, logs, processes=1):
 
 def wait_all(procs, logs, timeout=600):
   """Waits for every process (killing what is left after `timeout` s); returns (exit code, whole log) of each."""
-  import time
   t = time.time()
   try:
     for proc in procs:

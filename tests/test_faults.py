@@ -112,7 +112,7 @@ def test_non_finite_steps_in_a_row_stop_the_run_with_the_last_good_state_saved(t
   assert saved == last and os.path.isdir(f'{workdir}/checkpoints/{saved}')
   # The saved state is the one before the streak: every rejected step left it as it was.
   assert first >= 2  # the first step, from the initial weights, has finite gradients
-  for key in ('params', 'batch_stats', 'ema_params', 'opt_state'):
+  for key in STATE_KEYS:
     assert max_abs_diff(load_params(workdir, saved, key), load_params(workdir, first - 1, key)) == 0.0, key
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(load_params(workdir, saved)))
 

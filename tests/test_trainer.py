@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from tests.helpers import load_params, max_abs_diff, run_cli, tiny_config
+from tests.helpers import STATE_KEYS, load_params, max_abs_diff, run_cli, tiny_config
 from zoo import trainer
 from zoo.errors import UserError
 from zoo.parallel import DataParallel
@@ -133,7 +133,7 @@ def test_resume_is_bit_identical_and_skips_a_damaged_checkpoint(tfds_dir, tmp_pa
   c = tiny_config(tfds_dir, num_train_steps=6, checkpoint_every_steps=3, keep_checkpoints=5)
   workdir = str(tmp_path / 'w')
   trainer.train_and_evaluate(c, workdir)
-  straight = {k: load_params(workdir, 6, key=k) for k in ('params', 'batch_stats', 'ema_params', 'opt_state')}
+  straight = {k: load_params(workdir, 6, key=k) for k in STATE_KEYS}
   assert damage(f'{workdir}/checkpoints/6') > 0
   trainer.train_and_evaluate(c, workdir)
   assert 'checkpoint 6 cannot be read' in caplog.text and 'resuming from step 3 instead' in caplog.text
