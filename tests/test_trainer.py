@@ -166,13 +166,40 @@ def test_quickstart_config_learns(tfds_dir, tmp_path):
   assert metrics['top1'] > 0.6, metrics
 
 
-def test_eval_cli_reads_ema_or_raw_weights_at_any_resolution(tfds_dir, pmap_run):
-  """eval.py in its own process (as users run it): EMA by default, raw on request, any resolution, one JSON line."""
+def distinct_ema_copy(source, workdir) -> dict:
+  """Writes `source`'s latest checkpoint to `workdir` with EMA weights far from the raw ones in both parts, and
+  returns its state: each EMA parameter is the raw one plus noise (std 0.2), each EMA batch mean the raw one plus
+  0.05, each EMA variance 1.5 times the raw one. The head's kernel, 30 times larger in both, makes the logits (0.01
+  at initialisation) large enough for the loss to tell all four pairs of parameters and statistics apart."""
+  from zoo import checkpoint
+  with checkpoint.manager(source, read_only=True) as mngr:
+    step = mngr.latest_step()
+    state, config = checkpoint.restore_state(mngr, step), checkpoint.restore_config(mngr, step)
+  head = state['params']['head']
+  state['params'] = {**state['params'], 'head': {**head, 'kernel': 30 * np.asarray(head['kernel'])}}
+  rng = np.random.default_rng(0)
+  state['ema_params'] = jax.tree.map(lambda x: x + 0.2 * rng.standard_normal(x.shape).astype(x.dtype),
+                                     state['params'])
+  state['ema_batch_stats'] = jax.tree_util.tree_map_with_path(
+      lambda path, x: 1.5 * x if path[-1].key == 'var' else x + 0.05, state['batch_stats'])
+  with checkpoint.manager(workdir) as mngr:
+    checkpoint.save(mngr, step, state, config)
+    mngr.wait_until_finished()
+  return state
+
+
+def test_eval_cli_reads_ema_or_raw_weights_at_any_resolution(tfds_dir, pmap_run, tmp_path):
+  """eval.py in its own process (as users run it): EMA by default, raw on request, any resolution, one JSON line.
+  The EMA weights are the EMA parameters with the EMA batch statistics: of the four pairs, evaluated here, it is the
+  loss of that one."""
   import glob
   import json
+  from zoo.tasks import get_task
+  workdir = str(tmp_path / 'w')
+  state = distinct_ema_copy(pmap_run, workdir)
 
   def run_eval(*flags):
-    rc, out, err = run_cli('eval.py', '--config=configs/quickstart.py', f'--workdir={pmap_run}',
+    rc, out, err = run_cli('eval.py', '--config=configs/quickstart.py', f'--workdir={workdir}',
                            f'--config.data_dir={tfds_dir}', '--config.model_kwargs.width_multiplier=0.125',
                            '--config.model_kwargs.dropout_rate=0.0', '--config.batch_size=32', *flags, devices=8)
     assert rc == 0, err[-3000:]
@@ -180,9 +207,18 @@ def test_eval_cli_reads_ema_or_raw_weights_at_any_resolution(tfds_dir, pmap_run)
 
   ema, raw, larger = run_eval(), run_eval('--use_ema=false'), run_eval('--image_size=36')
   assert ema['ema'] and not raw['ema'] and ema['step'] == raw['step'] == 4
-  assert ema['loss'] != raw['loss'] and larger['loss'] != ema['loss']
+  assert larger['loss'] != ema['loss']
   assert 0.0 <= ema['top1'] <= ema['top5'] <= 1.0
-  # clu's writers left TensorBoard event files in the workdir.
+  config, dp = tiny_config(tfds_dir, **NO_DROPOUT), DataParallel('pmap')
+  task = get_task(config)
+  losses = {(p, s): trainer.evaluate(task, dp, dp.put_state({'params': state[p], 'batch_stats': state[s]}),
+                                     config.batch_size)['loss']
+            for p in ('params', 'ema_params') for s in ('batch_stats', 'ema_batch_stats')}
+  assert ema['loss'] == pytest.approx(losses['ema_params', 'ema_batch_stats'], rel=1e-4), losses
+  assert raw['loss'] == pytest.approx(losses['params', 'batch_stats'], rel=1e-4), losses
+  values = sorted(losses.values())
+  assert all(b > 1.02 * a for a, b in zip(values, values[1:])), losses  # four different losses
+  # clu's writers left TensorBoard event files in the training workdir.
   assert glob.glob(f'{pmap_run}/events.out.tfevents.*')
 
 
@@ -193,12 +229,35 @@ def test_profile_on_request_writes_a_trace(tfds_dir, tmp_path):
 
 
 @pytest.mark.parametrize('mode', ['pmap', 'shard_map'])
-def test_state_is_not_donated_on_cpu(mode):
-  """On CPU, donation made XLA copy every parameter before updating it (RS-50's step ran 26% slower), so
-  DataParallel donates only on accelerators: the old state stays readable after the step."""
-  dp = DataParallel(mode)
-  state = dp.put_state({'w': jnp.ones(4)})
-  step = dp.compile(lambda s, x: {'w': s['w'] + jax.lax.pmean(x.sum(), 'batch')}, num_sharded=1)
-  new = step(state, dp.put_batch(np.ones((8, 2), np.float32)))
-  assert not state['w'].is_deleted()
-  np.testing.assert_array_equal(dp.get_state(new)['w'], np.full(4, 3.0))
+def test_a_donating_step_deletes_the_old_state_and_computes_the_same_bits(mode):
+  """By default a CPU keeps the state a step was given (there donation made XLA copy every parameter first: RS-50's
+  step ran 26% slower); donating (accelerators' default), the step takes over its buffers, and the eval step, which
+  is compiled not to donate, keeps its variables."""
+  def step_fn(state, x):
+    return jax.tree.map(lambda w: w * 0.5 + jax.lax.pmean(jnp.sin(x).sum(), 'batch'), state)
+
+  batch = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+  results = {}
+  for donate in (None, False, True):
+    dp = DataParallel(mode, donate=donate)
+    state = dp.put_state({'w': jnp.arange(4.0), 'b': {'c': jnp.ones((2, 3))}})
+    step = dp.compile(step_fn, num_sharded=1)
+    new = step(state, dp.put_batch(batch))
+    assert [x.is_deleted() for x in jax.tree.leaves(state)] == [donate is True] * 2, donate
+    evaluate = dp.compile(lambda v, x: jax.lax.pmean(x.sum() * v['w'].sum(), 'batch'), 1, donate_state=False)
+    evaluate(new, dp.put_batch(batch))
+    assert not any(x.is_deleted() for x in jax.tree.leaves(new))
+    results[donate] = dp.get_state(step(new, dp.put_batch(batch)))  # the donated step's output is a state too
+  for donate in (False, True):
+    assert jax.tree.all(jax.tree.map(np.array_equal, results[None], results[donate]))
+  np.testing.assert_allclose(results[True]['w'], np.arange(4.0) / 4 + 1.5 * np.sin(batch).sum() / 8, atol=1e-6)
+
+
+def test_accelerator_policies_on_cpu_train_the_same_bits(tfds_dir, tmp_path, pmap_run):
+  """Donated state and verdicts read one step late, the defaults on accelerators, through the whole loop (eval,
+  checkpoints): the same run as with the CPU's defaults, bit for bit."""
+  workdir = str(tmp_path / 'w')
+  config = tiny_config(tfds_dir, parallelism='pmap', donate_state=True, late_verdict=True, **NO_DROPOUT)
+  trainer.train_and_evaluate(config, workdir)
+  for k in STATE_KEYS:
+    assert max_abs_diff(load_params(pmap_run, key=k), load_params(workdir, key=k)) == 0.0, k

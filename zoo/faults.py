@@ -2,6 +2,7 @@
 sends before it preempts the job, steps whose loss or gradients are not finite, and a batch too large for the
 device. (The step itself rejects a non-finite update, zoo/trainer.py; unreadable checkpoints are skipped in
 zoo/checkpoint.py.)"""
+import collections
 import contextlib
 import signal
 import threading
@@ -52,16 +53,37 @@ class PreemptionNotice:
 
 class NonFiniteSteps:
   """Counts the steps that the train step rejected (loss or gradient norm not finite, state left as it was) and
-  says when `limit` of them came in a row: a run that keeps producing NaN is diverging, not unlucky."""
+  says when `limit` of them came in a row: a run that keeps producing NaN is diverging, not unlucky.
 
-  def __init__(self, limit: int):
+  A step's verdict is a device value: reading it waits for the step. With `late`, `add` reads each verdict one step
+  late, when the next step is queued behind it, so that accelerators never idle between steps; a streak is then
+  seen one step later, and the last step's verdict only by `finish`."""
+
+  def __init__(self, limit: int, late: bool = False):
     self.limit = limit
+    self.late = late
     self.total = 0
     self.streak: list[int] = []
+    self._unread = collections.deque()  # (step, verdict)
 
-  def record(self, step: int, finite: bool) -> bool:
+  def add(self, step: int, finite) -> bool:
+    """Takes `step`'s verdict (a boolean device array) and reads those due; True when the run must stop."""
+    self._unread.append((step, finite))
+    return self._read(keep=1 if self.late else 0)
+
+  def finish(self) -> bool:
+    """Reads the verdicts not yet read (the last step's, when late); True when the run must stop."""
+    return self._read(keep=0)
+
+  def _read(self, keep: int) -> bool:
+    while len(self._unread) > keep:
+      if self.record(*self._unread.popleft()):
+        return True
+    return False
+
+  def record(self, step: int, finite) -> bool:
     """Notes whether `step` was applied; True when the run must stop."""
-    if finite:
+    if bool(finite):
       self.streak = []
       return False
     self.total += 1

@@ -17,13 +17,21 @@ MODES = ('pmap', 'shard_map')
 
 
 class DataParallel:
-  """Places state and batches on the local devices and compiles per-device functions for one back-end."""
+  """Places state and batches on the local devices and compiles per-device functions for one back-end.
 
-  def __init__(self, mode: str = 'pmap'):
+  `donate`: whether compiled steps update their state in place (donate its buffers: the state passed in is deleted).
+  None picks by backend: on accelerators, where memory is scarce, not on CPU. There XLA keeps every read of an old
+  parameter ahead of the in-place write by copying it first, and the optimiser / EMA updates run as several fusions
+  that each recompute the new value: RS-50@160's training step ran 26% faster without donation on 2 CPU cores
+  (12.4 against 9.8 img/s, benchmark.py); the price is a second copy of the state in host memory. Either way the
+  results are the same bits."""
+
+  def __init__(self, mode: str = 'pmap', donate: bool | None = None):
     if mode not in MODES:
       raise UserError(f'parallelism must be one of {MODES}, got {mode!r}')
     self.mode = mode
     self.local_devices = jax.local_devices()
+    self.donate = self.local_devices[0].platform != 'cpu' if donate is None else donate
     self.mesh = Mesh(np.asarray(jax.devices()), (AXIS,))
     # pmap takes its inputs split along a leading axis of the local devices.
     self._local_sharding = NamedSharding(Mesh(np.asarray(self.local_devices), (AXIS,)), P(AXIS))
@@ -37,12 +45,9 @@ class DataParallel:
     """fn(state, *sharded_batches, *replicated_args) -> (state-like, metrics) or metrics, per device; with
     `sharded_output`, fn returns its share of a batch-sized output (benchmark.py's logits) instead.
 
-    The state is donated (updated in place) on accelerators, where memory is scarce. Not on CPU: there XLA keeps
-    every read of an old parameter ahead of the in-place write by copying it first, and the optimiser / EMA
-    updates run as several fusions that each recompute the new value. RS-50@160's training step ran 26% faster
-    without donation on 2 CPU cores (12.4 against 9.8 img/s, benchmark.py); the price is a second copy of the
-    state in host memory."""
-    donate = (0,) if donate_state and self.local_devices[0].platform != 'cpu' else ()
+    The state is donated when this DataParallel donates (see the class) and `donate_state` is set: unset it for a
+    state that outlives the call (the eval step's variables)."""
+    donate = (0,) if donate_state and self.donate else ()
     if self.mode == 'pmap':
       in_axes = (0,) + (0,) * num_sharded + (None,) * num_replicated
       return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, donate_argnums=donate)

@@ -3,7 +3,6 @@
 The task supplies the model, the input, the loss and the metrics; this module supplies the optimiser, the EMA,
 data parallelism (pmap or shard_map), checkpoints, logging and evaluation.
 """
-import collections
 import functools
 import json
 import time
@@ -144,7 +143,7 @@ def check_resume(saved: dict, config) -> None:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final eval metrics."""
-  dp = DataParallel(config.parallelism)
+  dp = DataParallel(config.parallelism, donate=config.donate_state)
   local_batch = check_batch_size(config.batch_size)
   task = get_task(config)
   steps_per_epoch = max(task.steps_per_epoch, 1)
@@ -175,20 +174,19 @@ def train_and_evaluate(config, workdir: str) -> dict:
     # accelerators queue steps freely.
     one_in_flight = jax.default_backend() == 'cpu'
     save = functools.partial(_save, mngr, dp, config)
-    rejected = faults.NonFiniteSteps(config.max_nonfinite_steps)
-    verdicts = collections.deque()  # (step, finite) of the steps not yet checked
+    # Accelerators read each step's verdict one step late (zoo/faults.py), so that reading it does not wait for the
+    # step just queued.
+    late = not one_in_flight if config.late_verdict is None else config.late_verdict
+    rejected = faults.NonFiniteSteps(config.max_nonfinite_steps, late)
     with faults.PreemptionNotice() as preemption:
       for step in range(start + 1, num_steps + 1):
         state, metrics, finite = train_fn(state, next(batches), rng)
         pending.append(dp.get_metrics(metrics))
-        verdicts.append((step, dp.get_metrics(finite)))
         if one_in_flight:
           jax.block_until_ready(pending[-1])
-        # On accelerators the verdict is read one step late, so that reading it does not wait for the queued step.
-        while len(verdicts) > (0 if one_in_flight else 1):
-          if rejected.record(verdicts[0][0], bool(verdicts.popleft()[1])):
-            save(step, state, wait=True)
-            raise UserError(rejected.message(step, workdir))
+        if rejected.add(step, dp.get_metrics(finite)):
+          save(step, state, wait=True)
+          raise UserError(rejected.message(step, workdir))
         for hook in hooks:
           hook(step)
         if step % config.log_every_steps == 0 or step == num_steps:
@@ -213,9 +211,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
           logging.warning('%s received: stopped after step %d with its checkpoint written; run the same command '
                           'to continue', preemption.received, step)
           raise Preempted(0)
-    for late_step, finite in verdicts:  # the last step's, on accelerators
-      rejected.record(late_step, bool(finite))
     batches.close()  # stops the input pipeline now rather than whenever it is collected
+    if rejected.finish():  # the last step's verdict, when read late; its state is saved (step == num_steps)
+      mngr.wait_until_finished()
+      raise UserError(rejected.message(num_steps, workdir))
     mngr.wait_until_finished()
     writer.flush()
     return eval_metrics
