@@ -68,7 +68,8 @@ def test_call_convention_and_training_mode(small):
     model.apply(variables, x, train=True, mutable=['batch_stats'])
 
 
-@pytest.mark.parametrize('kwargs', [{'dropout_rate': 0.5}, {'stochastic_depth_rate': 0.5}])
+@pytest.mark.parametrize('kwargs', [{'dropout_rate': 0.5, 'stochastic_depth_rate': 0.0},
+                                    {'dropout_rate': 0.0, 'stochastic_depth_rate': 0.5}])
 def test_dropout_and_stochastic_depth_each_draw_from_the_dropout_rng_in_training(small, kwargs):
   """Two draws differ by far (stochastic depth alone: 37% of the logits, measured) and one draw repeats."""
   variables, x = small
