@@ -37,7 +37,7 @@ def trainer() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
   c.max_nonfinite_steps = 5  # steps in a row with a non-finite loss or gradients (each rejected) before the run stops
-  # Hardware policies, None to choose by backend (True on accelerators, False on CPU); the results are the same bits.
+  # Hardware policies: None chooses by backend (True on accelerators, False on CPU). Both settings train the same bits.
   # donate_state: steps update the train state in place (one copy of the state less; slower on CPU, zoo/parallel.py).
   c.donate_state = ml_collections.FieldReference(None, field_type=bool)
   # late_verdict: each step's non-finite verdict is read when the next step is queued, not waited for (zoo/faults.py).

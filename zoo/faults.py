@@ -56,8 +56,8 @@ class NonFiniteSteps:
   says when `limit` of them came in a row: a run that keeps producing NaN is diverging, not unlucky.
 
   A step's verdict is a device value: reading it waits for the step. With `late`, `add` reads each verdict one step
-  late, when the next step is queued behind it, so that accelerators never idle between steps; a streak is then
-  seen one step later, and the last step's verdict only by `finish`."""
+  late, when the next step is already queued behind it, so that the device does not wait for the host; a streak is
+  then seen one step later, and the last step's verdict only by `finish`."""
 
   def __init__(self, limit: int, late: bool = False):
     self.limit = limit

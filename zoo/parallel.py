@@ -23,8 +23,8 @@ class DataParallel:
   None picks by backend: on accelerators, where memory is scarce, not on CPU. There XLA keeps every read of an old
   parameter ahead of the in-place write by copying it first, and the optimiser / EMA updates run as several fusions
   that each recompute the new value: RS-50@160's training step ran 26% faster without donation on 2 CPU cores
-  (12.4 against 9.8 img/s, benchmark.py); the price is a second copy of the state in host memory. Either way the
-  results are the same bits."""
+  (12.4 against 9.8 img/s, benchmark.py); the price is a second copy of the state in host memory. Either way a step
+  computes the same bits (tested on CPU)."""
 
   def __init__(self, mode: str = 'pmap', donate: bool | None = None):
     if mode not in MODES:
