@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers import (ROOT, STATE_KEYS, STEPS, final_state, load_params, max_abs_diff, start_training,
                            steps_logged, tiny_config, wait_all)
-from zoo import trainer
+from zoo import faults, trainer
 from zoo.errors import UserError
 from zoo.parallel import DataParallel
 from zoo.tasks.classification import ClassificationTask
@@ -39,43 +39,54 @@ def wait_for(predicate, proc, timeout=300, poll=0.01):
 
 def test_sigkill_mid_save_sigterm_and_sigkill_at_a_random_moment_end_in_the_same_bits(tfds_dir, straight_run,
                                                                                       tmp_path):
-  """One run of train.py, started four times with the same command: killed while orbax writes a checkpoint (its
-  temporary directory exists, a complete checkpoint beside it); sent SIGTERM two steps after resuming, so it
-  checkpoints the step it was on and exits 0; killed at a random moment; then left to finish. The final state equals
-  an uninterrupted run's bit for bit."""
+  """One run of train.py, started again and again with the same command: killed while orbax writes a checkpoint
+  (tried up to three times, until the kill leaves the step's temporary directory behind), so the next start resumes
+  from the complete checkpoint before it; sent SIGTERM two steps after resuming, so it checkpoints the step it was
+  on and exits 0; killed at a random moment (drawn from ZOO_KILL_SEED, printed, to replay it); then left to finish.
+  The final state equals an uninterrupted run's bit for bit."""
   log, workdir = tmp_path / 'log', tmp_path / 'w'
   ckpt = workdir / 'checkpoints'
 
-  def saving_after_a_complete_one():
+  def saving():
+    """The newest complete step, when a later one is being written (its temporary directory exists), else None."""
     names = os.listdir(ckpt) if ckpt.exists() else []
-    return any(n.isdigit() for n in names) and any('orbax-checkpoint-tmp' in n for n in names)
+    complete = max((int(n) for n in names if n.isdigit()), default=None)
+    writing = [int(n.split('.')[0]) for n in names if '.orbax-checkpoint-tmp' in n]
+    return complete if complete is not None and any(s > complete for s in writing) else None
 
-  proc = start(tfds_dir, workdir, log)
-  wait_for(saving_after_a_complete_one, proc, poll=0.001)
-  proc.kill()
-  proc.wait()
+  for starts in range(1, 4):
+    proc = start(tfds_dir, workdir, log)
+    wait_for(lambda: saving() is not None, proc, poll=0.001)
+    proc.kill()
+    proc.wait()
+    complete = saving()
+    if complete is not None:  # killed mid-save
+      break
+  assert complete is not None, f'the save ended before each of {starts} kills'
 
+  resumed_from = len(open(log).read())
   proc, logged = start(tfds_dir, workdir, log), steps_logged(log)
   wait_for(lambda: steps_logged(log) >= logged + 2, proc)
   proc.send_signal(signal.SIGTERM)
   assert proc.wait(timeout=300) == 0
-  text = open(log).read()
+  text = open(log).read()[resumed_from:]
+  assert f'Resuming from checkpoint step {complete}\n' in text, text[-3000:]  # not from the unfinished step
   assert 'SIGTERM received: stopped after step' in text, text[-3000:]
   stopped = int(text.split('stopped after step ')[1].split()[0])
   assert stopped < STEPS and stopped in [int(d) for d in os.listdir(ckpt) if d.isdigit()]  # odd steps too
 
+  seed = int(os.environ.get('ZOO_KILL_SEED', random.SystemRandom().randrange(2**32)))
+  print(f'the moment of the random kill: ZOO_KILL_SEED={seed}')  # pytest shows it with a failure
   proc = start(tfds_dir, workdir, log)
   wait_for(lambda: f'Resuming from checkpoint step {stopped}' in open(log).read(), proc)
-  time.sleep(random.Random(os.getpid()).uniform(0.0, 3.0))
+  time.sleep(random.Random(seed).uniform(0.0, 3.0))
   proc.kill()
   proc.wait()
   run_to_end(tfds_dir, workdir, log)  # from a step of the third start, or its final one
-  assert open(log).read().count('Resuming from checkpoint') == 3
+  assert open(log).read().count('Resuming from checkpoint') == starts - 1 + 3
   straight, resumed = final_state(straight_run), final_state(workdir)
   for k in STATE_KEYS:
     assert max_abs_diff(straight[k], resumed[k]) == 0.0, k
-
-
 
 
 def test_a_non_finite_step_leaves_the_state_unchanged(tfds_dir):
@@ -99,22 +110,53 @@ def test_a_non_finite_step_leaves_the_state_unchanged(tfds_dir):
                       jax.tree.leaves(after.replace(step=jnp.zeros(())))) == 0.0
 
 
-def test_non_finite_steps_in_a_row_stop_the_run_with_the_last_good_state_saved(tfds_dir, tmp_path, caplog):
-  """A learning rate of 1e30 makes the loss overflow within a few steps, and every step after that too."""
-  c = tiny_config(tfds_dir, learning_rate=1e30, max_nonfinite_steps=3, num_train_steps=20, checkpoint_every_steps=1,
-                  keep_checkpoints=20)
+# A constant learning rate of 1e30 (one compiled step whatever num_train_steps is): the first step, from the initial
+# weights, is finite, and its update makes every later step overflow (seen: steps 2, 3, 4, ... rejected).
+DIVERGING = {'learning_rate': 1e30, 'schedule': 'step', 'lr_step_boundaries': (), 'max_nonfinite_steps': 3,
+             'checkpoint_every_steps': 1, 'keep_checkpoints': 20}
+
+
+@pytest.mark.parametrize('late', [False, True])
+def test_non_finite_steps_in_a_row_stop_the_run_with_the_last_good_state_saved(tfds_dir, tmp_path, caplog, late):
+  """Read late (`late_verdict`, the default on accelerators), the third rejected step in a row stops the run one step
+  later, with that step's state saved: it is still the state before the streak."""
+  c = tiny_config(tfds_dir, num_train_steps=20, late_verdict=late, **DIVERGING)
   workdir = str(tmp_path / 'w')
   with pytest.raises(UserError, match=r'3 steps in a row \(steps \d+-\d+\) had a non-finite loss') as e:
     trainer.train_and_evaluate(c, workdir)
   first, last = map(int, str(e.value).split('(steps ')[1].split(')')[0].split('-'))
   assert last == first + 2 and f'step {first} rejected' in caplog.text and f'step {last} rejected' in caplog.text
   saved = int(str(e.value).split('is checkpoint ')[1].split()[0])
-  assert saved == last and os.path.isdir(f'{workdir}/checkpoints/{saved}')
+  assert saved == last + late and os.path.isdir(f'{workdir}/checkpoints/{saved}')
+  assert max(int(n) for n in os.listdir(f'{workdir}/checkpoints')) == saved  # no step ran after it
   # The saved state is the one before the streak: every rejected step left it as it was.
   assert first >= 2  # the first step, from the initial weights, has finite gradients
   for key in STATE_KEYS:
     assert max_abs_diff(load_params(workdir, saved, key), load_params(workdir, first - 1, key)) == 0.0, key
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(load_params(workdir, saved)))
+
+
+@pytest.mark.parametrize('late', [False, True])
+def test_a_streak_that_reaches_the_limit_at_the_last_step_fails_the_run(tfds_dir, tmp_path, late):
+  """Steps 2-4 rejected and 4 the last: read late, step 4's verdict comes after the loop, and it stops the run as the
+  verdict read at once does."""
+  workdir = str(tmp_path / 'w')
+  with pytest.raises(UserError, match=r'^training stopped: 3 steps in a row \(steps 2-4\) had a non-finite loss or '
+                                      rf'gradients, .* The last good state is checkpoint 4 in {workdir}\. '):
+    trainer.train_and_evaluate(tiny_config(tfds_dir, num_train_steps=4, late_verdict=late, **DIVERGING), workdir)
+  for key in STATE_KEYS:
+    assert max_abs_diff(load_params(workdir, 4, key), load_params(workdir, 1, key)) == 0.0, key
+
+
+@pytest.mark.parametrize('late', [False, True])
+def test_verdicts_are_read_at_once_or_one_step_late(late):
+  """Two rejected steps in a row stop the run: seen at the step that completes the streak, or read late, one step
+  after it, and by `finish` when it completes at the last step."""
+  rejected = faults.NonFiniteSteps(2, late=late)
+  stops = [rejected.add(step, jnp.asarray(finite)) for step, finite in enumerate([True, False, True, False], 1)]
+  assert stops == [False] * 4 and rejected.total == (1 if late else 2)
+  assert rejected.add(5, jnp.asarray(False)) is not late  # steps 4-5
+  assert rejected.finish() is late and rejected.streak == [4, 5] and rejected.total == 3
 
 
 # train.py under an address-space limit a few GiB above what its imports take: an allocation beyond it fails in any
@@ -146,3 +188,34 @@ def test_out_of_memory_names_the_batch_the_model_and_what_to_change(tfds_dir, tm
   assert 'Out of memory allocating' in last and 'Traceback' not in proc.stderr
   assert last.endswith('Try a smaller batch_size, or bfloat16 compute (model_kwargs.dtype=bfloat16), or recomputing '
                        "each block's activations in the backward pass (model_kwargs.remat=True)"), last
+
+
+# XLA's words for a failed device allocation elsewhere than on CPU: the GPU allocator refusing a buffer, a GPU
+# program's buffers not fitting, TPU's compiler finding the program larger than the HBM (numbers made up).
+ACCELERATOR_OUT_OF_MEMORY = [
+    'RESOURCE_EXHAUSTED: Failed to allocate request for 3.00GiB (3221225472B) on device ordinal 0',
+    'RESOURCE_EXHAUSTED: Out of memory while trying to allocate 5368709120 bytes.\nBufferAssignment OOM Debugging.',
+    'RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space hbm. Used 20.00G of 15.48G '
+    'hbm. Exceeded hbm capacity by 4.52G.\n\nTotal hbm usage >= 20.52G:',
+]
+
+
+@pytest.mark.parametrize('xla', ACCELERATOR_OUT_OF_MEMORY)
+def test_out_of_memory_on_an_accelerator_is_explained_in_one_line(xla):
+  """RESOURCE_EXHAUSTED becomes OutOfMemory with XLA's first line; a model already in bfloat16 with remat on is told
+  only of the batch."""
+  error = jax.errors.JaxRuntimeError(xla)
+  with pytest.raises(faults.OutOfMemory) as e:
+    with faults.out_of_memory_explained('volo_d1', 64, {'dtype': 'bfloat16', 'remat': True}, 224):
+      raise error
+  assert str(e.value) == (f'out of memory on the cpu devices: volo_d1 at batch_size=64 (8 per device, 224x224 '
+                          f'images) does not fit (XLA: {xla.splitlines()[0].rstrip(".")}). Try a smaller batch_size')
+  assert e.value.__cause__ is error
+
+
+def test_other_runtime_errors_pass_unchanged():
+  error = jax.errors.JaxRuntimeError('INVALID_ARGUMENT: Executable expected parameter 0 of size 8 but got 16')
+  with pytest.raises(jax.errors.JaxRuntimeError) as e:
+    with faults.out_of_memory_explained('volo_d1', 64, {'dtype': 'float32', 'remat': False}):
+      raise error
+  assert e.value is error

@@ -6,9 +6,12 @@ import re
 import signal
 import time
 
+import jax
+import numpy as np
 import pytest
 
-from tests.helpers import STATE_KEYS, STEPS, final_state, max_abs_diff, start_training, steps_logged, wait_all
+from tests.helpers import (STATE_KEYS, STEPS, final_state, load_params, max_abs_diff, start_training, steps_logged,
+                           wait_all)
 
 
 def test_two_hosts_train_what_one_host_trains_and_survive_sigterm_on_one_of_them(tfds_dir, straight_run, tmp_path):
@@ -26,13 +29,20 @@ def test_two_hosts_train_what_one_host_trains_and_survive_sigterm_on_one_of_them
   [stopped] = stopped  # the same step on both
   ckpt = workdir / 'checkpoints'
   assert 3 <= int(stopped) == max(int(n) for n in os.listdir(ckpt) if n.isdigit()) < STEPS
-  # Written once: process 0 writes the replicated state; there is no shard of process 1.
-  assert not list((ckpt / stopped / 'state').glob('*process_1*'))
+  # Written once: process 0 writes the replicated state, all of it, and process 1 nothing.
+  state_dir = ckpt / stopped / 'state'
+  assert [p.name for p in state_dir.glob('*process_*')] == ['ocdbt.process_0'], os.listdir(state_dir)
+  assert list((state_dir / 'ocdbt.process_0' / 'd').iterdir())  # its data files
+  saved, one = {k: load_params(workdir, int(stopped), key=k) for k in ('step', *STATE_KEYS)}, final_state(straight_run)
+  assert int(saved['step']) == int(stopped)
+  for k in STATE_KEYS:
+    assert jax.tree.map(np.shape, saved[k]) == jax.tree.map(np.shape, one[k]), k
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(saved[k])), k
 
   logs = [tmp_path / 'p0.resumed.log', tmp_path / 'p1.resumed.log']
   for code, log in wait_all(start_training(tfds_dir, workdir, logs, processes=2), logs):
     assert code == 0 and f'Resuming from checkpoint step {stopped}' in log, log[-3000:]
   # Not bit for bit: gloo sums the four devices' gradients in another order than XLA:CPU's in-process all-reduce.
-  one, two = final_state(straight_run), final_state(workdir)
+  two = final_state(workdir)
   for k in STATE_KEYS:
     assert max_abs_diff(one[k], two[k]) < 1e-5, k
