@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import optax
 from absl import logging
-from clu import metric_writers, periodic_actions
 
 from zoo import checkpoint, faults, finetune
 from zoo.errors import Preempted, UserError
@@ -144,6 +143,7 @@ def check_resume(saved: dict, config) -> None:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final eval metrics."""
+  from clu import metric_writers, periodic_actions  # they import TensorFlow: only training needs them
   dp = DataParallel(config.parallelism)
   local_batch = check_batch_size(config.batch_size)
   task = get_task(config)

@@ -4,18 +4,19 @@ The trainer (zoo/trainer.py) knows no model; it asks `get_task(config)` for an o
 `model`, `train_batches`, `eval_batches`, `num_eval_steps`, `train_loss`, `eval_outputs`, `TrainMetrics`,
 `EvalMetrics`, `init_inputs`, `steps_per_epoch` and `weight_decay_mask`.
 """
-from zoo.errors import UserError
-from zoo.tasks.autoencoding import AutoencodingTask
-from zoo.tasks.classification import ClassificationTask
-from zoo.tasks.denoising import DenoisingTask
-from zoo.tasks.reconstruction import ReconstructionTask
-from zoo.tasks.watermarking import WatermarkingTask
+import importlib
 
-TASKS = {'classification': ClassificationTask, 'denoising': DenoisingTask, 'reconstruction': ReconstructionTask,
-         'watermarking': WatermarkingTask, 'autoencoding': AutoencodingTask}
+from zoo.errors import UserError
+
+# Imported when asked for: the in-memory tasks' input still runs on tf.data, which a classifier's benchmark or export
+# on a machine without TensorFlow never reaches.
+TASKS = {'classification': 'classification.ClassificationTask', 'denoising': 'denoising.DenoisingTask',
+         'reconstruction': 'reconstruction.ReconstructionTask', 'watermarking': 'watermarking.WatermarkingTask',
+         'autoencoding': 'autoencoding.AutoencodingTask'}
 
 
 def get_task(config):
   if config.task not in TASKS:
     raise UserError(f'Unknown task {config.task!r}; valid tasks: {", ".join(sorted(TASKS))}')
-  return TASKS[config.task](config)
+  module, cls = TASKS[config.task].split('.')
+  return getattr(importlib.import_module(f'zoo.tasks.{module}'), cls)(config)

@@ -10,7 +10,6 @@ import optax
 from clu import metrics
 
 import zoo
-from zoo.data import pipeline
 from zoo.errors import UserError
 
 
@@ -82,6 +81,8 @@ class ClassificationTask:
   EvalMetrics = EvalMetrics
 
   def __init__(self, config):
+    from zoo.data import pipeline  # tf.data: imported by the methods that read data, so that the model, loss and
+    # metrics (benchmark.py, export.py) need no TensorFlow
     self.config = config
     self.builder = pipeline.get_builder(config.dataset, config.get('data_dir'))
     for split in (config.train_split, config.eval_split):
@@ -112,6 +113,7 @@ class ClassificationTask:
 
   def _token_grid(self):
     """The (h, w) grid of the model's aux tokens, onto which the pipeline maps the dense targets."""
+    from zoo.data import pipeline
     grid = getattr(self.model, 'grid', None)
     if grid is None:
       raise UserError(f'input.token_labels=True needs a token-labelling model (volo_d*); {self.config.model} '
@@ -126,13 +128,16 @@ class ClassificationTask:
     return jnp.zeros((1, size, size, self.config.input.channels), jnp.float32)
 
   def train_batches(self, start_step):
+    from zoo.data import pipeline
     ds = pipeline.train_dataset(self.builder, self.config, self.config.seed, start_step, token_grid=self.token_grid)
     return ds.as_numpy_iterator()
 
   def eval_batches(self, local_batch, image_size=None):
+    from zoo.data import pipeline
     return pipeline.eval_batches(self.builder, self.config, self.config.eval_split, local_batch, image_size)
 
   def num_eval_steps(self, local_batch):
+    from zoo.data import pipeline
     return pipeline.eval_steps(self.builder, self.config.eval_split, local_batch)
 
   def train_loss(self, params, batch_stats, batch, rng):
