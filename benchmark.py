@@ -52,10 +52,12 @@ def family_config(model: str, image_size: int | None):
   raise UserError(f'benchmark.py measures the classifiers ({", ".join(classifiers())}), not {model!r}')
 
 
-def matmul_peak(dtype, devices, n: int = 2048, repeats: int = 5) -> float:
+def matmul_peak(dtype, devices, repeats: int = 5) -> float:
   """FLOP/s of an n x n matmul in `dtype` on every device at once (median of `repeats` calls): the peak that the
-  model's FLOP/s is compared with."""
+  model's FLOP/s is compared with. n is 2048 on CPU and 8192 on accelerators, where a smaller product is too short
+  to fill the chip (n=2048 measured 80-107 TFLOP/s in bfloat16 on an H200, whose products reach about 790)."""
   import jax
+  n = 2048 if devices[0].platform == 'cpu' else 8192
   x = jax.pmap(lambda k: jax.random.normal(k, (n, n), dtype), devices=devices)(
       jax.random.split(jax.random.key(0), len(devices)))
   product = jax.pmap(lambda a: a @ a, devices=devices)
@@ -81,18 +83,21 @@ def build(model: str, image_size: int | None, batch_size: int, mode: str, dtype:
   """(compiled function, its arguments, (outputs, args) -> the next call's args, images per device, compile
   seconds, the DataParallel, FLOPs of one call).
 
-  XLA's cost analysis counts a loop body once, so for a model that scans its blocks (the deep ResNet-RS members by
-  default) the FLOPs come from lowering the same step unrolled, which is quick; only the scanned one is compiled."""
+  FLOPs come from XLA's cost analysis of the lowered step, before the backend's compiler: on GPU the compiled
+  module hands convolutions and matmuls to cuDNN / cuBLAS custom calls, which that analysis does not count (RS-50's
+  training step read 0.27 GFLOP per image compiled on an H200, 13.3 lowered). It counts a loop body once, so for a
+  model that scans its blocks (the deep ResNet-RS members by default) the step is lowered unrolled, which is quick;
+  only the scanned one is compiled."""
   fn, args, advance, config, dp, per_device = _step(model, image_size, batch_size, mode, dtype, parallelism,
                                                     model_kwargs)
   t = time.perf_counter()
   compiled = fn.lower(*args).compile()
   compile_s = time.perf_counter() - t
-  flops = _cost_flops(compiled)
+  counted, counted_args = fn, args
   if config.model_kwargs.get('scan_blocks'):
-    unrolled, unrolled_args = _step(model, image_size, batch_size, mode, dtype, parallelism,
-                                    {**model_kwargs, 'scan_blocks': False})[:2]
-    flops = _cost_flops(unrolled.lower(*unrolled_args))
+    counted, counted_args = _step(model, image_size, batch_size, mode, dtype, parallelism,
+                                  {**model_kwargs, 'scan_blocks': False})[:2]
+  flops = _cost_flops(counted.lower(*counted_args))
   return compiled, args, advance, per_device, compile_s, dp, flops
 
 
