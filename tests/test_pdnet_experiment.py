@@ -10,7 +10,7 @@ import pytest
 from helpers import run_cli
 from zoo.errors import UserError
 from zoo.inverse import data_terms, mri, pdnet_experiment
-from zoo.inverse.metrics import psnr
+from zoo.metrics import psnr
 from zoo.tasks.reconstruction import ReconstructionTask
 
 

@@ -80,7 +80,7 @@ def run(solver: str, denoiser, term, x0, params: dict, x_true):
 
 def experiments() -> dict:
   from zoo.inverse import data_terms, lipschitz, paper_data, pnp, trained
-  from zoo.inverse.metrics import psnr
+  from zoo.metrics import psnr
   csmri = paper_data.load_csmri(FLAGS.data_dir)
   poisson = paper_data.load_demo(FLAGS.data_dir, 'poisson')
   results = {'denoisers': {}, 'csmri': [], 'poisson': []}

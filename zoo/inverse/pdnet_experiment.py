@@ -121,7 +121,7 @@ def pdnet(kspace, mask, model, params):
 
 def scores(recon, target) -> dict:
   """Per-image PSNR / SSIM / NMSE of the reconstruction clipped to [0, 1], as the task's evaluation."""
-  from zoo.inverse.metrics import nmse, psnr, ssim
+  from zoo.metrics import nmse, psnr, ssim
   recon = jnp.clip(jnp.asarray(recon, jnp.float32), 0.0, 1.0)[..., None]
   return {name: np.asarray(f(recon, target)).tolist() for name, f in (('psnr', psnr), ('ssim', ssim), ('nmse', nmse))}
 

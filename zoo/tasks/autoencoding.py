@@ -12,7 +12,7 @@ from clu import metrics
 
 import zoo
 from zoo.data import faces, pipeline
-from zoo.inverse.metrics import psnr
+from zoo.metrics import psnr
 from zoo.tasks.classification import weight_decay_mask
 
 

@@ -116,7 +116,7 @@ def calibrate_tau(accuracies: np.ndarray, bits: int) -> float:
 def run(workdir: str, ae_workdir: str, image_size: int, train_steps: int, ae_steps: int, overrides: dict,
         seed: int = 0):
   from zoo.data import faces
-  from zoo.inverse.metrics import psnr, ssim
+  from zoo.metrics import psnr, ssim
   from zoo.watermark import api
   from zoo import trainer
   for config, path in ((faceguard_config(image_size, train_steps, overrides), workdir),
