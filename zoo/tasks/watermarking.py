@@ -19,7 +19,7 @@ evaluation embeds a fixed message (from `seed`) in each of the 20 held-out faces
 8 bits, and reports PSNR / SSIM against the cover and the bitwise accuracy of the extracted message with no
 post-processing, after each differentiable noise layer at a fixed setting (`EVAL_NOISE`) and once the face is
 replaced by the next one's in the batch. The evaluation with real codecs (Pillow) and simulated deepfakes is
-zoo/watermark/evaluate.py.
+projects/faceguard/evaluate.py.
 """
 import functools
 
