@@ -18,7 +18,7 @@ from zoo.data import fastmri
 from zoo.data.pipeline import DatasetError
 from zoo.errors import UserError
 from zoo.inverse import mri
-from zoo.inverse.metrics import nmse, psnr, ssim
+from zoo.metrics import nmse, psnr, ssim
 from zoo.tasks.reconstruction import ReconstructionTask, smooth_phase
 
 

@@ -16,7 +16,7 @@ from clu import metrics
 import zoo
 from zoo.data import natural_images, pipeline
 from zoo.errors import UserError
-from zoo.inverse.metrics import psnr
+from zoo.metrics import psnr
 from zoo.tasks.classification import weight_decay_mask
 
 

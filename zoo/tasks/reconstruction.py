@@ -31,7 +31,7 @@ from zoo.data import fastmri, natural_images, pipeline
 from zoo.data.pipeline import DatasetError
 from zoo.errors import UserError
 from zoo.inverse import mri
-from zoo.inverse.metrics import nmse, psnr, ssim
+from zoo.metrics import nmse, psnr, ssim
 from zoo.tasks.classification import weight_decay_mask
 from zoo.tasks.inputs import NamedInputs
 

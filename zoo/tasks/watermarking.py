@@ -19,7 +19,7 @@ evaluation embeds a fixed message (from `seed`) in each of the 20 held-out faces
 8 bits, and reports PSNR / SSIM against the cover and the bitwise accuracy of the extracted message with no
 post-processing, after each differentiable noise layer at a fixed setting (`EVAL_NOISE`) and once the face is
 replaced by the next one's in the batch. The evaluation with real codecs (Pillow) and simulated deepfakes is
-zoo/watermark/evaluate.py.
+projects/faceguard/evaluate.py.
 """
 import functools
 
@@ -32,7 +32,7 @@ from clu import metrics
 import zoo
 from zoo.data import faces, pipeline
 from zoo.errors import UserError
-from zoo.inverse.metrics import psnr, ssim
+from zoo.metrics import bit_accuracy, psnr, ssim
 from zoo.tasks.classification import weight_decay_mask
 from zoo.tasks.inputs import NamedInputs
 from zoo.watermark import manipulation, noise
@@ -67,11 +67,6 @@ class EvalMetrics(metrics.Collection):
   bit_accuracy_crop70: metrics.Average.from_output('bit_accuracy_crop70')
   bit_accuracy_resize50: metrics.Average.from_output('bit_accuracy_resize50')
   bit_accuracy_face_replaced: metrics.Average.from_output('bit_accuracy_face_replaced')
-
-
-def bit_accuracy(decoded, bits):
-  """Fraction of bits read correctly, per image: a bit is 1 where the decoder's output is above 0.5."""
-  return jnp.mean(((decoded > 0.5) == (bits > 0.5)).astype(jnp.float32), axis=-1)
 
 
 def _bce(logits, label: float):
