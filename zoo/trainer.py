@@ -160,6 +160,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
     if start == 0:
       writer.write_hparams(flatten(config.to_dict()))
+    if jax.process_index() == 0:
+      checkpoint.write_config(workdir, config)
     train_fn = dp.compile(functools.partial(train_step, task=task, tx=tx, decay=config.ema_decay),
                           num_sharded=1, num_replicated=1)
     eval_fn = compile_eval_step(task, dp)
