@@ -17,11 +17,11 @@ FIELDS = {'model', 'image_size', 'batch_size', 'mode', 'dtype', 'parallelism', '
                                                             ('train', 'shard_map', (13.4, 14.8), {}),
                                                             ('infer', 'pmap', (4.3, 4.5), {'scan_blocks': True})])
 def test_resnetrs50_at_160(mode, parallelism, gflops, kwargs):
-  """XLA's cost analysis of RS-50 at 160, the batch of 8 split over 8 devices. SPEC.md: 4.41 GFLOP per image
-  inference, 13.4 for forward and backward; the trainer's step adds the optimiser's and the EMA's elementwise work on
-  35.7 M parameters and the select that rejects a non-finite step (measured: 14.5), here all charged to the one
-  image of each device. Scanned blocks are counted
-  from the unrolled lowering (XLA counts a loop body once: 2.7 GFLOP for the scanned forward itself)."""
+  """XLA's cost analysis of RS-50 at 160, the batch of 8 split over 8 devices: 4.41 GFLOP per image inference, 13.4
+  for forward and backward (a plain model's step); the trainer's step adds the optimiser's and the EMA's elementwise
+  work on 35.7 M parameters and the select that rejects a non-finite step (measured: 14.5), here all charged to the
+  one image of each device. Scanned blocks are counted from the unrolled lowering (XLA counts a loop body once: 2.7
+  GFLOP for the scanned forward itself)."""
   r = benchmark.measure('resnetrs50', None, 8, mode, 'float32', parallelism, steps=2, warmup=1, model_kwargs=kwargs)
   assert set(r) == FIELDS
   assert (r['image_size'], r['devices'], r['backend'], r['peak_memory_bytes']) == (160, 8, 'cpu', None)

@@ -8,14 +8,13 @@
 `infer` is the jitted eval forward (BatchNorm from its running statistics). `train` is the trainer's own step
 (zoo/trainer.py: forward, backward, gradient mean over the devices, the optax update and the EMA) with the recipe's
 optimiser and loss from the family's config (configs/resnet_rs.py, configs/volo.py, read from the working directory:
-run it from the repository root), on a synthetic batch of the
-global `batch_size`, split over the local devices by pmap or shard_map as in training. The function is lowered and
-compiled once (compile_s), called `warmup` times, then `steps` times, each call timed alone up to
-`block_until_ready`: images_per_sec is the median over those calls, with the slowest and fastest call. flops_per_image
-comes from XLA's cost analysis of the lowered step (see `build`); achieved FLOP/s is that times images_per_sec, and peak_fraction
-divides it by the peak measured in the same run: a square matmul in the same dtype on the same devices.
-peak_memory_bytes is what the backend reports (GPU / TPU; null on CPU); xla_flags the XLA_FLAGS in effect
-(zoo/cli.py adds the fast XLA:CPU flags).
+run it from the repository root), on a synthetic batch of the global `batch_size`, split over the local devices by
+pmap or shard_map as in training. The function is lowered and compiled once (compile_s), called `warmup` times, then
+`steps` times, each call timed alone up to `block_until_ready`: images_per_sec is the median over those calls, with
+the slowest and fastest call. flops_per_image comes from XLA's cost analysis of the lowered step (see `build`);
+achieved FLOP/s is that times images_per_sec, and peak_fraction divides it by the peak measured in the same run: a square matmul in the
+same dtype on the same devices. peak_memory_bytes is what the backend reports (GPU / TPU; null on CPU); xla_flags
+the XLA_FLAGS in effect (zoo/cli.py adds the fast XLA:CPU flags).
 """
 import functools
 import json
