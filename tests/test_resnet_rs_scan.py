@@ -9,6 +9,7 @@ import optax
 import pytest
 
 import zoo
+from tests.test_resnet_rs import perturbed
 
 REDUCED = dict(stage_depths=(1, 3, 2, 1), width_multiplier=0.25, num_classes=10)
 
@@ -31,11 +32,7 @@ def initial(images):
 
 @pytest.fixture(scope='module')
 def variables(initial):
-  """Initialised variables, perturbed: the zero-initialised last BN gammas would make every branch vanish."""
-  leaves, treedef = jax.tree.flatten(initial)
-  keys = jax.random.split(jax.random.key(2), len(leaves))
-  v = treedef.unflatten([a + 0.2 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)])
-  return {'params': v['params'], 'batch_stats': jax.tree.map(jnp.abs, v['batch_stats'])}
+  return perturbed(initial)
 
 
 def assert_trees_close(a, b, rtol=1e-5):

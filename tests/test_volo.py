@@ -362,12 +362,14 @@ def test_resize_pos_embed_numbers(small):
 
 
 def test_bfloat16_computes_in_bf16_with_float32_params(small, small_eval):
+  """bf16 logits within 2% of float32's (0.45% measured); one block left out (its parameters zeroed) moves them by
+  14% to 115%."""
   _, variables, x = small
   model = small_model(dtype='bfloat16')
   assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(abstract_variables(model, (32, 32))))
   assert 'bf16' in jax.jit(lambda v, x: model.apply(v, x)).lower(variables, x).as_text()
-  out = jit_apply(model)(variables, x)
-  assert out.dtype == jnp.float32 and np.allclose(out, small_eval[0], atol=0.1)
+  out, f32 = jit_apply(model)(variables, x), small_eval[0]
+  assert out.dtype == jnp.float32 and float(jnp.linalg.norm(out - f32) / jnp.linalg.norm(f32)) < 2e-2
   train = jax.eval_shape(lambda v, x: model.apply(v, x, train=True, rngs={'dropout': jax.random.key(0)},
                                                   mutable=['batch_stats'])[0], variables, x)
   assert all(v.dtype == jnp.float32 for v in train.values())

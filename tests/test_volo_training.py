@@ -255,14 +255,45 @@ def test_token_labels_need_a_dataset_and_a_model_that_have_them(tfds_dir, token_
 # Training through the trainer.
 
 
-def test_tiny_volo_trains_on_mnist5k(tfds_dir, tmp_path):
-  """The d1-224 recipe (AdamW, MixToken, token labelling, RandAugment, random erasing) on 1-channel digits."""
+class Stripes(tfds.core.GeneratorBasedBuilder):
+  """32x32 images of noisy stripes, horizontal (label 0) or vertical (1), of random period and phase: crops, flips and
+  RandAugment keep the label, and a tiny model learns it in a few steps."""
+  VERSION = tfds.core.Version('1.0.0')
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        'image': tfds.features.Image(shape=(32, 32, 3), encoding_format='png'),
+        'label': tfds.features.ClassLabel(num_classes=2)}))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {'train': self._generate_examples(64, seed=0), 'test': self._generate_examples(64, seed=1)}
+
+  def _generate_examples(self, n, seed):
+    rng = np.random.default_rng(seed)
+    rows = np.arange(32)[:, None] + np.zeros((1, 32))
+    for i in range(n):
+      period, phase = rng.integers(4, 9), rng.integers(0, 8)
+      wave = (((rows + phase) // (period // 2)) % 2) * 200 + 28
+      image = wave if i % 2 == 0 else wave.T
+      image = np.clip(image[..., None] + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
+      yield i, {'image': image, 'label': i % 2}
+
+
+def test_tiny_volo_learns_with_the_recipe(tmp_path):
+  """The d1-224 recipe (AdamW, MixToken, token labelling, RandAugment, random erasing, drop path, cosine) at a peak
+  learning rate of 3e-3 and without its warm-up and cooldown epochs (an epoch is 4 steps here): after 30 steps the
+  tiny VOLO tells the held-out stripes apart, 95% right and a loss of 0.49 (measured; chance: 50% and ln 2 = 0.69)."""
+  data_dir = str(tmp_path / 'tfds')
+  Stripes(data_dir=data_dir).download_and_prepare()
+  c = tiny_volo_config(data_dir, dataset='stripes', eval_split='test', num_train_steps=30, learning_rate=3e-3,
+                       lr_base_batch=16, warmup_epochs=0.0, cooldown_epochs=0.0)
+  c.input.channels, c.input.mean, c.input.std = 3, (127.5,) * 3, (64.0,) * 3
   workdir = str(tmp_path / 'w')
-  metrics = trainer.train_and_evaluate(tiny_volo_config(tfds_dir), workdir)
+  metrics = trainer.train_and_evaluate(c, workdir)
+  assert metrics['top1'] > 0.8 and metrics['loss'] < 0.6, metrics
   losses = train_losses(workdir)
-  assert len(losses) == 2 and all(math.isfinite(v) and v > 0 for v in losses), losses
-  assert 0.0 <= metrics['top1'] <= 1.0 and math.isfinite(metrics['loss'])
-  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(load_params(workdir)))
+  assert len(losses) == 30 and all(math.isfinite(v) for v in losses), losses
 
 
 def test_tiny_volo_trains_with_dense_token_labels(token_grid_dir, tmp_path):
