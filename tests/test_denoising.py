@@ -59,7 +59,7 @@ def test_resumed_batches_are_the_straight_runs():
 
 def test_held_out_images_are_not_trained_on():
   task = DenoisingTask(tiny_config())
-  patches = {p.tobytes() for p in task.patches[..., 0]}
+  patches = {p.tobytes() for p in task.examples[..., 0]}
   crops = np.round(task.eval_images[:, :16, :16, 0] * 255).astype(np.uint8)
   assert not any(c.tobytes() in patches for c in crops)
   assert len(task.eval_images) == 3
@@ -69,7 +69,7 @@ def test_bad_noise_settings():
   with pytest.raises(UserError, match='noise.sigma must be'):
     DenoisingTask(tiny_config(**{'noise.sigma': -1.0}))
   with pytest.raises(UserError, match="dataset 'pnp' needs"):
-    DenoisingTask(tiny_config(dataset='pnp'))
+    DenoisingTask(tiny_config(dataset='pnp')).check_data()
 
 
 @pytest.fixture(scope='module')

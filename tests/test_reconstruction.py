@@ -58,7 +58,7 @@ def test_bad_settings():
   with pytest.raises(DatasetError, match="dataset 'pnp'; valid: skimage, fastmri"):
     ReconstructionTask(tiny_config(dataset='pnp'))
   with pytest.raises(DatasetError, match="dataset 'fastmri' needs --config.data_dir"):
-    ReconstructionTask(tiny_config(dataset='fastmri'))
+    ReconstructionTask(tiny_config(dataset='fastmri')).check_data()
 
 
 @pytest.mark.parametrize('channels', [1, 2])

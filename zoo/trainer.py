@@ -147,6 +147,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   dp = DataParallel(config.parallelism)
   local_batch = check_batch_size(config.batch_size)
   task = get_task(config)
+  task.check_data()
   steps_per_epoch = max(task.steps_per_epoch, 1)
   num_steps = total_steps(config, steps_per_epoch)
   schedule = learning_rate_schedule(config, steps_per_epoch, num_steps)

@@ -5,15 +5,15 @@ generator, so the evaluation (projects/faceguard/evaluate.py) uses this one: tra
 reproduces what it learned of faces and nothing of the faint pattern a watermark adds. Loss MSE; evaluation reports
 the PSNR of the re-synthesised held-out faces.
 """
+import functools
+
 import flax
-import jax
 import jax.numpy as jnp
 from clu import metrics
 
 import zoo
-from zoo.data import faces, pipeline
 from zoo.metrics import psnr
-from zoo.tasks.classification import weight_decay_mask
+from zoo.tasks.arrays import FaceTask
 
 
 @flax.struct.dataclass
@@ -29,30 +29,21 @@ class EvalMetrics(metrics.Collection):
   psnr: metrics.Average.from_output('psnr')
 
 
-class AutoencodingTask:
+class AutoencodingTask(FaceTask):
+  """A face autoencoder re-synthesising the lfw faces (FaceGuard's stand-in deepfake generator)."""
   TrainMetrics = TrainMetrics
   EvalMetrics = EvalMetrics
-  weight_decay_mask = staticmethod(weight_decay_mask)
 
-  def __init__(self, config):
-    self.config = config
-    self.examples, self.steps_per_epoch, self.eval_images = faces.task_data(config)
-    self.model = zoo.create_model(config.model, bn_axis_name='batch', **config.model_kwargs)
+  @functools.cached_property
+  def model(self):
+    return zoo.create_model(self.config.model, bn_axis_name='batch', **self.config.model_kwargs)
 
-  def init_inputs(self, image_size=None):
-    size = image_size or self.config.input.image_size
+  def init_inputs(self):
+    size = self.config.input.image_size
     return jnp.zeros((1, size, size, 3), jnp.float32)
 
-  def train_batches(self, start_step: int):
-    return pipeline.array_train_batches(self.examples, self.config.batch_size, start_step, self.config.seed)
-
-  def eval_batches(self, local_batch: int, image_size=None):
-    batch, steps = pipeline.array_eval_batching(len(self.eval_images), local_batch)
-    images = self.eval_images[jax.process_index()::jax.process_count()]
-    return pipeline.padded_batches({'image': images}, batch, steps)
-
-  def num_eval_steps(self, local_batch: int) -> int:
-    return pipeline.array_eval_batching(len(self.eval_images), local_batch)[1]
+  def load_eval(self, image_size):
+    return {'image': self.eval_images}
 
   def train_loss(self, params, batch_stats, batch, rng):
     image = batch['image'].astype(jnp.float32) / 255.0
