@@ -2,10 +2,11 @@
 
 NET is dncnn or simplecnn, SN is none, standard or real (zoo/models/spectral_norm.py), SIGMA is the noise level in
 /255 units (5, 15, 40 as the paper; any positive number works) or 'blind' (sigma drawn from U(0, 55)/255 per patch).
-Recipe of SPEC.md: 40x40 patches, batch 128, Adam 1e-3 divided by 10 half way, no weight decay, no EMA.
+The paper's recipe (Ryu et al., ICML 2019, after DnCNN): 40x40 patches, batch 128, Adam 1e-3 divided by 10 half
+way, no weight decay, no EMA.
 
 The default data ships offline (scikit-image's photographs, zoo/data/natural_images.py); the paper's BSD400 / Set12
-are `--config.dataset=pnp --config.data_dir=DIR --config.eval_split=Set12`.
+(github.com/uclaopt/Provable_Plug_and_Play) are `--config.dataset=pnp --config.data_dir=DIR --config.eval_split=Set12`.
 """
 import ml_collections
 

@@ -3,7 +3,7 @@
 - '' (default): `faceguard` with the spatial message layout (zoo/models/faceguard.py): 32 bits in 64x64 RGB images,
   image MSE x 2 + message MSE x 1 + fragility x 1, one noise layer per batch among identity / JPEG / blur / crop /
   resize, Adam 1e-3 with cosine decay, batch 16, on lfw_subset's 80 training faces and crops of RGB photographs.
-  HiDDeN weighs the image 0.7 (SPEC.md, FaceGuard); with the spatial layout that left the held-out faces at 24.5 dB
+  HiDDeN weighs the image 0.7 (Zhu et al., ECCV 2018); with the spatial layout that left the held-out faces at 24.5 dB
   PSNR after 2,000 steps at 32x32, where 2 gives 28.4 dB at the same bitwise accuracies (both without the
   fragility term). The fragility term (zoo/tasks/watermarking.py) asks for outputs of 0.5, no bits, once the face
   region is replaced.
@@ -11,7 +11,7 @@
 - 'hidden': HiDDeN's own networks (the message broadcast to every pixel, 7 decoder blocks, global pooling) and
   loss (image weight 0.7, no fragility term).
 - 'autoencoder': `face_autoencoder`, trained to re-synthesise the training faces (MSE), the deepfake stand-in of
-  zoo/watermark/evaluate.py: a generator that never saw a watermark.
+  projects/faceguard/evaluate.py: a generator that never saw a watermark.
 """
 import ml_collections
 

@@ -2,8 +2,9 @@
 
 MASK is the sampling pattern of zoo/inverse/mri.py (cartesian, radial or random), ACCEL the acceleration (the
 sampling rate is 1 / ACCEL), e.g. cartesian-4 or random-8. One mask, drawn from `kspace.mask_seed`, serves every
-image. Recipe of SPEC.md: 10 iterations, 5 primal and 5 dual memory channels, 32 features, MSE, Adam 1e-3 with
-cosine decay (no warm-up, no weight decay, no EMA), batch 8.
+image. The network of Learned Primal-Dual (Adler & Oktem 2018), which PD-Net builds on: 10 iterations, 5 primal and
+5 dual memory channels, 32 features; trained with MSE, Adam 1e-3 with cosine decay as LPD (no warm-up, no weight
+decay, no EMA), batch 8.
 
 The default data ships offline: 128x128 crops of scikit-image's photographs with a smooth random phase
 (zoo/tasks/reconstruction.py). PD-Net's paper trained on 256x256 brain slices; fastMRI's single-coil knees are

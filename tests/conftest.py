@@ -1,16 +1,16 @@
-"""Test set-up: 8 host devices (multi-device code is tested as on a real slice), set before jax is imported."""
+"""Test set-up: the commands' environment defaults (zoo/cli.py) and 8 host devices (multi-device code is tested as on
+a real slice), set before jax starts its backend. Run from the repository root as `python -m pytest`."""
 import fcntl
 import os
-import sys
 import tempfile
 
+from zoo import cli
+
+cli.environment_defaults(os.environ, cli.jax_runs_on_cpu_only(os.environ))
 os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''), '--xla_force_host_platform_device_count=8'])
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # One persistent compilation cache per test session, inherited by the xdist workers and by every train.py they
 # start: the many runs of the same tiny training step compile once (the SIGTERM / SIGKILL test: 116 s -> 48 s).
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='zoo-tests-jax-cache-'))
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -15,7 +15,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def tiny_config(data_dir, **overrides):
   """The quickstart config shrunk further: a few steps of a 1-1-1-1 ResNet-RS on mnist5k."""
-  sys.path.insert(0, ROOT)
   from configs import quickstart
   c = quickstart.get_config()
   c.data_dir = data_dir
@@ -28,13 +27,23 @@ def tiny_config(data_dir, **overrides):
   return apply_overrides(c, overrides)
 
 
-def run_cli(script, *args, devices=None, timeout=600):
-  """Runs a CLI of the repo in a subprocess; returns (returncode, stdout, stderr)."""
-  env = dict(os.environ)
+def console_script(name: str) -> str:
+  """The path of console script `name` (pyproject.toml) of the environment running the tests: next to its
+  interpreter, where `pip install -e .` (the Makefile) puts it."""
+  path = os.path.join(os.path.dirname(sys.executable), name)
+  assert os.path.isfile(path), f'{name} is not installed next to {sys.executable}: pip install --no-deps -e .'
+  return path
+
+
+def run_cli(script, *args, devices=None, timeout=600, env=None):
+  """Runs a command of the repo in a subprocess from the repository root: a console script ('zoo-train'), a root
+  script ('train.py') or anything else Python runs ('-m zoo.convert', '-c CODE'). `devices` host devices replace
+  XLA_FLAGS; `env` replaces the environment. Returns (returncode, stdout, stderr)."""
+  env = dict(os.environ if env is None else env)
   if devices is not None:
     env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
-  proc = subprocess.run([sys.executable, *script.split(), *args], cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=timeout)
+  command = [console_script(script)] if script.startswith('zoo-') else [sys.executable, *script.split()]
+  proc = subprocess.run(command + list(args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
   return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -62,10 +71,11 @@ def free_port() -> int:
 
 
 def start_training(tfds_dir, workdir, logs, processes=1):
-  """Starts one train.py per log in `logs` (`processes` of them, 4 devices in all); stderr is appended to the
-  logs. Returns the Popen objects."""
+  """Starts one train.py per log in `logs` (`processes` of them, 4 devices in all), with the commands' default
+  console (TF_CPP_MIN_LOG_LEVEL unset); stderr is appended to the logs. Returns the Popen objects."""
   assert len(logs) == processes
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={4 // processes}')
+  env.pop('TF_CPP_MIN_LOG_LEVEL', None)
   command = [sys.executable, 'train.py', '--config=configs/quickstart.py', f'--workdir={workdir}',
              f'--config.data_dir={tfds_dir}', '--config.batch_size=32', f'--config.num_train_steps={STEPS}',
              '--config.log_every_steps=1', '--config.eval_every_steps=1000', '--config.checkpoint_every_steps=2',

@@ -222,8 +222,9 @@ def _error_line(stderr):
     (['--model', 'resnetrs50', '--weights', 'x.pth', '--model_kwargs={"depth": 51}'],
      'error: ResNet-RS depth 51 is not published'),
 ])
-def test_cli_errors_in_one_line(tmp_path, args, message):
-  rc, _, stderr = run_cli('-m zoo.convert', *args, '--out', str(tmp_path / 'out'), devices=1, timeout=120)
+@pytest.mark.parametrize('script', ['zoo-convert', '-m zoo.convert'])
+def test_cli_errors_in_one_line(tmp_path, args, message, script):
+  rc, _, stderr = run_cli(script, *args, '--out', str(tmp_path / 'out'), devices=1, timeout=120)
   assert rc == 1
   assert _error_line(stderr).startswith(message), stderr
   assert not (tmp_path / 'out' / 'checkpoints').exists()

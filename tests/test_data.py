@@ -121,7 +121,8 @@ def folder_config(image_folder, **overrides):
 def test_unreadable_images_are_skipped_with_a_warning_and_counted(image_folder, caplog):
   broken = _break(image_folder)
   c = folder_config(image_folder)
-  task = ClassificationTask(c)  # scans the folder before anything compiles
+  task = ClassificationTask(c)
+  task.check_data()  # scans the folder before anything compiles
   assert [path for path, _ in pipeline.unreadable_images(task.builder, 'train')] == broken
   assert '2 of 26 images of split \'train\' cannot be decoded and are skipped' in caplog.text
   assert pipeline.readable_size(task.builder, 'train') == 24
@@ -133,11 +134,13 @@ def test_unreadable_images_are_skipped_with_a_warning_and_counted(image_folder, 
 
 def test_unreadable_images_are_fatal_on_request(image_folder):
   broken = _break(image_folder)
+  task = ClassificationTask(folder_config(image_folder, **{'input.corrupt_images': 'error'}))
+  assert 'builder' not in vars(task)  # building the task opened no data set
   with pytest.raises(pipeline.DatasetError, match=f'2 images of split .train. cannot be decoded, e.g. {broken[0]}'):
-    ClassificationTask(folder_config(image_folder, **{'input.corrupt_images': 'error'}))
+    task.check_data()
 
 
 def test_a_split_smaller_than_one_batch_fails_before_compiling(image_folder):
   with pytest.raises(pipeline.DatasetError, match=r"split 'train' has 24 readable examples, fewer than one batch "
                                                   r'\(32\)'):
-    ClassificationTask(folder_config(image_folder, batch_size=32))
+    ClassificationTask(folder_config(image_folder, batch_size=32)).check_data()

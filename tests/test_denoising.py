@@ -1,4 +1,4 @@
-"""The denoising task, its config, the Lipschitz certificate and the plug-and-play experiment script."""
+"""The denoising task, its config, the Lipschitz certificate and the plug-and-play project's script."""
 import json
 import os
 
@@ -59,7 +59,7 @@ def test_resumed_batches_are_the_straight_runs():
 
 def test_held_out_images_are_not_trained_on():
   task = DenoisingTask(tiny_config())
-  patches = {p.tobytes() for p in task.patches[..., 0]}
+  patches = {p.tobytes() for p in task.examples[..., 0]}
   crops = np.round(task.eval_images[:, :16, :16, 0] * 255).astype(np.uint8)
   assert not any(c.tobytes() in patches for c in crops)
   assert len(task.eval_images) == 3
@@ -69,7 +69,7 @@ def test_bad_noise_settings():
   with pytest.raises(UserError, match='noise.sigma must be'):
     DenoisingTask(tiny_config(**{'noise.sigma': -1.0}))
   with pytest.raises(UserError, match="dataset 'pnp' needs"):
-    DenoisingTask(tiny_config(dataset='pnp'))
+    DenoisingTask(tiny_config(dataset='pnp')).check_data()
 
 
 @pytest.fixture(scope='module')
@@ -124,7 +124,8 @@ def fake_paper_data(root):
     Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(os.path.join(mri, f'{name}.jpg'))
   for kind in ('Random', 'Radial', 'Cartesian'):
     scipy.io.savemat(os.path.join(mri, f'Q_{kind}30.mat'), {'Q1': (rng.random((64, 64)) < 0.3).astype(np.float64)})
-  scipy.io.savemat(os.path.join(mri, 'noises.mat'), {'noises': rng.normal(size=(64, 64)) + 1j * rng.normal(size=(64, 64))})
+  noises = rng.normal(size=(64, 64)) + 1j * rng.normal(size=(64, 64))
+  scipy.io.savemat(os.path.join(mri, 'noises.mat'), {'noises': noises})
   clean = rng.integers(0, 256, (64, 64), dtype=np.uint8)
   scipy.io.savemat(os.path.join(root, 'Demo_mat', 'poisson_demo.mat'),
                    {'clean': clean, 'noisy': rng.poisson(clean / 255.0).astype(np.uint8), 'peak': 1.0, 'maxval': 255.0})
@@ -134,25 +135,40 @@ def fake_paper_data(root):
       Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(os.path.join(root, split, f'{i:02d}.png'))
 
 
-def test_experiment_script_writes_table_plot_and_readme(tmp_path):
+def test_experiment_script_writes_table_and_plot(tmp_path, monkeypatch):
+  """The script on the paper's layout with tiny contents, found through $ZOO_PNP_DATA: every denoiser trained in its
+  workdir, every problem and solver run, results, table and plot written to --out."""
   data = str(tmp_path / 'data')
   fake_paper_data(data)
-  readme = tmp_path / 'README.md'
-  readme.write_text('intro\n<!-- pnp-experiments:start -->\nold\n<!-- pnp-experiments:end -->\nrest\n')
-  code, out, err = run_cli('-m zoo.inverse.experiments', f'--data_dir={data}', f'--workdir={tmp_path / "w"}',
-                           '--train_steps=2', '--iterations=4', f'--out={tmp_path / "out"}', f'--readme={readme}',
-                           '--config_overrides={"batch_size": 8, "model_kwargs.features": 4, "input.eval_image_size": 64}',
+  monkeypatch.setenv('ZOO_PNP_DATA', data)
+  overrides = {'batch_size': 8, 'model_kwargs.features': 4, 'input.eval_image_size': 64}
+  code, out, err = run_cli('-m projects.pnp.experiment', f'--workdir={tmp_path / "w"}', '--train_steps=2',
+                           '--iterations=4', f'--out={tmp_path / "out"}', f'--config_overrides={json.dumps(overrides)}',
                            devices=1)
   assert code == 0, err[-3000:]
   results = json.loads((tmp_path / 'out' / 'results.json').read_text())
   assert len(results['csmri']) == 2 * 3 * 3 * 2 and len(results['poisson']) == 3 * 2
   assert all(len(r['residual']) == 4 and len(r['psnr_history']) == 4 for r in results['csmri'])
-  text = readme.read_text()
-  assert text.startswith('intro\n') and text.endswith('rest\n') and 'old' not in text
-  assert '| CS-MRI 30% | Brain | random |' in text and '![PnP residuals' in text
+  text = (tmp_path / 'out' / 'table.md').read_text()
+  assert '| CS-MRI 30% | Brain | random |' in text and '| RealSN, sigma 40 |' in text and text in out
   assert (tmp_path / 'out' / 'residuals.png').stat().st_size > 10_000
   assert {d.name for d in (tmp_path / 'w').iterdir() if d.is_dir()} == {
       f'simplecnn-{sn}-{s}' for sn in ('none', 'standard', 'real') for s in (15, 40)}
+
+
+def test_experiment_script_names_the_data_it_needs(tmp_path, monkeypatch):
+  """Without --data_dir and $ZOO_PNP_DATA, or with a directory that lacks the paper's files: one error line saying
+  what to give and where the data comes from, before anything is trained."""
+  monkeypatch.delenv('ZOO_PNP_DATA', raising=False)
+  code, _, err = run_cli('-m projects.pnp.experiment', f'--workdir={tmp_path / "w"}', devices=1)
+  last = err.strip().splitlines()[-1]
+  assert code != 0 and last.startswith('error: give --data_dir=DIR or set ZOO_PNP_DATA=DIR')
+  assert 'uclaopt/Provable_Plug_and_Play' in last
+  code, _, err = run_cli('-m projects.pnp.experiment', f'--data_dir={tmp_path / "empty"}',
+                         f'--workdir={tmp_path / "w"}', devices=1)
+  last = err.strip().splitlines()[-1]
+  assert code != 0 and last.startswith(f'error: {tmp_path / "empty" / "Demo_mat" / "CS_MRI"}') and 'not found' in last
+  assert not (tmp_path / 'w').exists()
 
 
 def test_eval_covers_each_held_out_image_once():

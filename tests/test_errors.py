@@ -1,4 +1,5 @@
-"""Bad input fails before anything compiles, with one clear line."""
+"""Bad input fails before anything compiles, with one clear line: through the API, the console scripts (zoo-train,
+zoo-eval) and the root scripts that wrap them."""
 import os
 
 import pytest
@@ -12,7 +13,8 @@ QUICK = ['--config=configs/quickstart.py']
 
 
 def test_unknown_model_lists_the_valid_ones():
-  with pytest.raises(UserError, match=r"Unknown model 'resnetrs51'.*Did you mean.*resnetrs50.*Available models: .*resnetrs420"):
+  with pytest.raises(UserError,
+                     match=r"Unknown model 'resnetrs51'.*Did you mean.*resnetrs50.*Available models: .*resnetrs420"):
     zoo.create_model('resnetrs51')
 
 
@@ -77,15 +79,18 @@ def test_workdir_of_another_model_is_not_resumed(tfds_dir, tmp_path):
     (QUICK + ['--config.model=resnetrs51'], "error: Unknown model 'resnetrs51'"),
     (QUICK + ['--config.batch_size=12'], 'error: batch_size=12 is not divisible by the number of devices (8)'),
     (QUICK + ['--num_processes=2'], 'error: a multi-process run started by hand needs all of --coordinator_address'),
+    (QUICK + ['extra'], "error: unexpected arguments ['extra']"),
 ])
-def test_cli_reports_one_line(args, message, tmp_path, tfds_dir):
-  rc, out, err = run_cli('train.py', *args, f'--workdir={tmp_path}', f'--config.data_dir={tfds_dir}', devices=8,
+@pytest.mark.parametrize('script', ['zoo-train', 'train.py'])
+def test_cli_reports_one_line(script, args, message, tmp_path, tfds_dir):
+  rc, out, err = run_cli(script, *args, f'--workdir={tmp_path}', f'--config.data_dir={tfds_dir}', devices=8,
                          timeout=120)
   assert rc != 0
   assert err.strip().splitlines()[-1].startswith(message), err[-2000:]
   assert 'Traceback' not in err
 
 
-def test_eval_without_checkpoints(tmp_path, tfds_dir):
-  rc, _, err = run_cli('eval.py', *QUICK, f'--workdir={tmp_path}', f'--config.data_dir={tfds_dir}', timeout=120)
+@pytest.mark.parametrize('script', ['zoo-eval', 'eval.py'])
+def test_eval_without_checkpoints(script, tmp_path, tfds_dir):
+  rc, _, err = run_cli(script, *QUICK, f'--workdir={tmp_path}', f'--config.data_dir={tfds_dir}', timeout=120)
   assert rc != 0 and err.strip().splitlines()[-1].startswith('error: no checkpoints in'), err[-2000:]

@@ -1,5 +1,5 @@
-"""export.py: the artifact runs with jax alone (a subprocess that never imports the zoo) and gives the live model's
-logits at several batch sizes; its timm-named weights convert back to the same variables."""
+"""zoo-export (export.py): the artifact runs with jax alone (a subprocess that never imports the zoo) and gives the
+live model's logits at several batch sizes; its timm-named weights convert back to the same variables."""
 import json
 
 import jax
@@ -9,7 +9,7 @@ import pytest
 
 import zoo
 from configs import quickstart
-from helpers import run_cli
+from tests.helpers import run_cli
 from zoo import checkpoint
 
 LOADER = '''
@@ -51,7 +51,7 @@ def workdir(tmp_path_factory):
 def test_exported_function_runs_without_the_zoo(workdir, tmp_path):
   path, model, variables = workdir
   out = tmp_path / 'artifact'
-  code, stdout, err = run_cli('export.py', f'--workdir={path}', f'--out={out}', '--batch_polymorphic')
+  code, stdout, err = run_cli('zoo-export', f'--workdir={path}', f'--out={out}', '--batch_polymorphic')
   assert code == 0, err[-2000:]
   meta = json.loads((out / 'export.json').read_text())
   assert (meta['model'], meta['image_size'], meta['channels'], meta['batch'], meta['timm']) == (
@@ -78,10 +78,12 @@ def test_timm_weights_convert_back(workdir, tmp_path):
   back = zoo.convert.from_timm('resnetrs50', weights, **{**config.model_kwargs, 'num_classes': 10})
   for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(variables)):
     np.testing.assert_array_equal(a, np.asarray(b))
-  code, _, err = run_cli('export.py', f'--workdir={path}', f'--out={out}')
-  assert code != 0 and 'exists' in err.strip().splitlines()[-1]
+  for script in ('zoo-export', 'export.py'):
+    code, _, err = run_cli(script, f'--workdir={path}', f'--out={out}')
+    assert code != 0 and 'exists' in err.strip().splitlines()[-1], err[-2000:]
 
 
-def test_missing_workdir_is_one_error_line(tmp_path):
-  code, _, err = run_cli('export.py', f'--workdir={tmp_path / "none"}', f'--out={tmp_path / "out"}')
+@pytest.mark.parametrize('script', ['zoo-export', 'export.py'])
+def test_missing_workdir_is_one_error_line(script, tmp_path):
+  code, _, err = run_cli(script, f'--workdir={tmp_path / "none"}', f'--out={tmp_path / "out"}')
   assert code != 0 and 'no checkpoints' in err.strip().splitlines()[-1] and not (tmp_path / 'out').exists()

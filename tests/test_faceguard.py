@@ -1,5 +1,5 @@
-"""FaceGuard: the networks, the watermarking task (trained on 8 devices), the user API and CLI, and the evaluation's
-real post-processing and simulated deepfakes."""
+"""FaceGuard: the networks, the watermarking task (trained on 8 devices), the user API, and the project's CLI and
+evaluation (real post-processing and simulated deepfakes)."""
 import json
 
 import jax
@@ -14,8 +14,9 @@ from helpers import apply_overrides, load_params, run_cli
 from zoo import trainer
 from zoo.data import faces
 from zoo.errors import UserError
+from projects.faceguard import evaluate
 from zoo.tasks.watermarking import WatermarkingTask
-from zoo.watermark import api, evaluate, manipulation
+from zoo.watermark import api, manipulation
 
 
 def count(tree):
@@ -148,17 +149,28 @@ def face(height, width):
 
 
 def test_api_embed_extract_verify(trained):
+  """The bits read back are the bits embedded, for a message and its complement: a watermark that embedded nothing
+  would read the same bits from both images, so at most one of them could match. verify's verdicts follow the
+  accuracy: real at tau 0 and at tau = the accuracy, fake just above it and at 1.01, fake for the complement's claim."""
   wm = api.load(trained[0])
   assert (wm.size, wm.bits) == (16, 8)
-  image, bits = face(40, 56), np.array([1, 0, 0, 1, 1, 1, 0, 1])
-  marked = wm.embed(image, bits)
-  assert marked.shape == image.shape and marked.dtype == np.uint8
-  assert 10 * np.log10(255 ** 2 / np.mean((marked.astype(float) - image) ** 2)) > 25
-  read = wm.extract(marked)
-  assert read.shape == (8,) and set(np.unique(read)) <= {0, 1}
-  is_real, accuracy = wm.verify(marked, bits, tau=0.0)
-  assert is_real and accuracy == np.mean(read == bits)
-  assert wm.verify(marked, bits, tau=1.01) == (False, accuracy)
+  image = face(40, 56)
+  accuracies = []
+  for bits in (np.array([1, 0, 0, 1, 1, 1, 0, 1]), np.array([0, 1, 1, 0, 0, 0, 1, 0])):
+    marked = wm.embed(image, bits)
+    assert marked.shape == image.shape and marked.dtype == np.uint8
+    assert 10 * np.log10(255 ** 2 / np.mean((marked.astype(float) - image) ** 2)) > 25
+    read = wm.extract(marked)
+    assert read.shape == (8,) and read.dtype == np.int32
+    accuracy = float(np.mean(read == bits))
+    accuracies.append(accuracy)
+    assert wm.bitwise_accuracy(marked, bits) == accuracy
+    assert wm.verify(marked, bits, tau=0.0) == (True, accuracy)
+    assert wm.verify(marked, bits, tau=accuracy) == (True, accuracy)
+    assert wm.verify(marked, bits, tau=accuracy + 1e-6) == (False, accuracy)
+    assert wm.verify(marked, bits, tau=1.01) == (False, accuracy)
+    assert wm.verify(marked, 1 - bits, tau=0.5) == (False, 1 - accuracy)
+  assert min(accuracies) >= 7 / 8, accuracies
   for bad_bits in ([1, 0], [2] * 8):
     with pytest.raises(UserError, match='8 bits'):
       wm.embed(image, bad_bits)
@@ -166,32 +178,52 @@ def test_api_embed_extract_verify(trained):
     wm.extract(image[..., 0])
 
 
+def cli(*args):
+  """`python -m projects.faceguard.cli ARGS` on one device: (exit code, the JSON of its last stdout line or None,
+  stderr)."""
+  code, stdout, err = run_cli('-m projects.faceguard.cli', *args, devices=1)
+  lines = stdout.strip().splitlines()
+  return code, json.loads(lines[-1]) if code == 0 and lines else None, err
+
+
 def test_cli_embeds_a_folder_and_verifies(trained, tmp_path):
-  workdir = trained[0]
-  src, out = tmp_path / 'in', tmp_path / 'out'
+  """A new identity gets random bits; the published images carry them (verify: real, nearly every bit), and carry
+  another identity's when embedded for it: the complement of the first's, so a watermark that embedded nothing
+  could not match both. A claim of the wrong identity is fake; errors are one line."""
+  workdir, ids = trained[0], tmp_path / 'ids.json'
+  src = tmp_path / 'in'
   src.mkdir()
   Image.fromarray(face(40, 56)).save(src / 'a.png')
   Image.fromarray(face(32, 32)).save(src / 'b.jpg', quality=95)
-  code, stdout, err = run_cli('-m zoo.watermark embed', f'--workdir={workdir}', f'--input={src}', f'--output={out}',
-                              '--identity=alice', f'--identities={tmp_path / "ids.json"}', devices=1)
+  base = [f'--workdir={workdir}', f'--identities={ids}']
+  code, report, err = cli('embed', *base, f'--input={src}', f'--output={tmp_path / "alice"}', '--identity=alice')
   assert code == 0, err[-2000:]
-  assert json.loads(stdout.strip().splitlines()[-1])['images'] == 2
-  assert Image.open(out / 'a.png').size == (56, 40) and Image.open(out / 'b.png').size == (32, 32)
-  table = json.loads((tmp_path / 'ids.json').read_text())
+  assert report == {'identity': 'alice', 'images': 2, 'output': str(tmp_path / 'alice')}
+  assert Image.open(tmp_path / 'alice' / 'a.png').size == (56, 40)
+  assert Image.open(tmp_path / 'alice' / 'b.png').size == (32, 32)
+  table = json.loads(ids.read_text())
   assert len(table['alice']) == 8 and set(table['alice']) <= {'0', '1'}
-  before = (out / 'a.png').read_bytes()
-  code, _, err = run_cli('-m zoo.watermark embed', f'--workdir={workdir}', f'--input={src}', f'--output={out}',
-                         '--identity=alice', f'--identities={tmp_path / "ids.json"}', devices=1)
-  assert code != 0 and 'exists' in err.strip().splitlines()[-1] and (out / 'a.png').read_bytes() == before
+  before = (tmp_path / 'alice' / 'a.png').read_bytes()
+  code, _, err = cli('embed', *base, f'--input={src}', f'--output={tmp_path / "alice"}', '--identity=alice')
+  assert code != 0 and 'exists' in err.strip().splitlines()[-1]
+  assert (tmp_path / 'alice' / 'a.png').read_bytes() == before
 
-  code, stdout, err = run_cli('-m zoo.watermark verify', f'--workdir={workdir}', f'--image={out / "a.png"}',
-                              '--identity=alice', '--tau=0.5', f'--identities={tmp_path / "ids.json"}', devices=1)
+  table['carol'] = ''.join('1' if c == '0' else '0' for c in table['alice'])
+  ids.write_text(json.dumps(table))
+  code, _, err = cli('embed', *base, f'--input={src}', f'--output={tmp_path / "carol"}', '--identity=carol')
   assert code == 0, err[-2000:]
-  verdict = json.loads(stdout.strip().splitlines()[-1])
-  assert verdict['verdict'] in ('real', 'fake') and verdict['tau'] == 0.5 and 0 <= verdict['bitwise_accuracy'] <= 1
+  assert json.loads(ids.read_text()) == table  # existing identities are kept as they are
+  for name, claimed in (('alice', 'alice'), ('carol', 'carol'), ('alice', 'carol')):
+    code, verdict, err = cli('verify', *base, f'--image={tmp_path / name / "a.png"}', f'--identity={claimed}',
+                             '--tau=0.5')
+    assert code == 0, err[-2000:]
+    assert verdict['tau'] == 0.5 and verdict['identity'] == claimed
+    if name == claimed:
+      assert verdict['verdict'] == 'real' and verdict['bitwise_accuracy'] >= 7 / 8, verdict
+    else:
+      assert verdict['verdict'] == 'fake' and verdict['bitwise_accuracy'] <= 1 / 8, verdict
   for args, message in [(['--identity=bob', '--tau=0.5'], "identity 'bob'"), (['--identity=alice'], '--tau')]:
-    code, _, err = run_cli('-m zoo.watermark verify', f'--workdir={workdir}', f'--image={out / "a.png"}', *args,
-                           f'--identities={tmp_path / "ids.json"}', devices=1)
+    code, _, err = cli('verify', *base, f'--image={tmp_path / "alice" / "a.png"}', *args)
     assert code != 0 and err.strip().splitlines()[-1].startswith('error:') and message in err
 
 
@@ -200,24 +232,21 @@ def test_cli_rejects_a_corrupt_image_before_writing(trained, tmp_path):
   src.mkdir()
   Image.fromarray(face(32, 32)).save(src / 'good.png')
   (src / 'broken.jpg').write_bytes(b'\xff\xd8 not a jpeg')
-  code, _, err = run_cli('-m zoo.watermark embed', f'--workdir={trained[0]}', f'--input={src}',
-                         f'--output={tmp_path / "out"}', '--identity=carol', f'--identities={tmp_path / "ids.json"}',
-                         devices=1)
+  code, _, err = cli('embed', f'--workdir={trained[0]}', f'--input={src}', f'--output={tmp_path / "out"}',
+                     '--identity=carol', f'--identities={tmp_path / "ids.json"}')
   assert not (tmp_path / 'ids.json').exists()
   assert code != 0 and 'broken.jpg' in err.strip().splitlines()[-1] and not (tmp_path / 'out').exists()
 
 
 def test_evaluation_end_to_end(tmp_path):
   """A few steps of a tiny watermark and autoencoder at 16x16: every Pillow setting and both manipulations scored,
-  tau calibrated (on the training faces, false positives there <= 1%) and written for the CLI, README replaced."""
-  readme = tmp_path / 'README.md'
-  readme.write_text('a\n<!-- faceguard-experiments:start -->\nold\n<!-- faceguard-experiments:end -->\nb\n')
+  tau calibrated (on the training faces, false positives there <= 1%) and written for the CLI, the table and the
+  figure written to --out."""
   overrides = {'model_kwargs.features': 8, 'model_kwargs.message_bits': 8, 'model_kwargs.encoder_blocks': 1,
                'model_kwargs.decoder_blocks': 1, 'input.photos': False, 'noise_layers': ['identity']}
-  code, out, err = run_cli('-m zoo.watermark.evaluate', f'--workdir={tmp_path / "wm"}',
+  code, out, err = run_cli('-m projects.faceguard.evaluate', f'--workdir={tmp_path / "wm"}',
                            f'--ae_workdir={tmp_path / "ae"}', '--image_size=16', '--train_steps=3', '--ae_steps=3',
-                           f'--out={tmp_path / "out"}',
-                           f'--readme={readme}', f'--config_overrides={json.dumps(overrides)}', devices=1)
+                           f'--out={tmp_path / "out"}', f'--config_overrides={json.dumps(overrides)}', devices=1)
   assert code == 0, err[-3000:]
   results = json.loads((tmp_path / 'out' / 'results.json').read_text())
   assert list(results['robustness']) == list(evaluate.post_processing())
@@ -225,9 +254,16 @@ def test_evaluation_end_to_end(tmp_path):
   assert results['calibration_fpr'] <= evaluate.MAX_FPR and results['tau'] * 8 == round(results['tau'] * 8)
   assert json.loads((tmp_path / 'wm' / 'tau.json').read_text())['tau'] == results['tau']
   assert all(0 <= r['bit_accuracy'] <= 1 for r in results['robustness'].values())
-  text = readme.read_text()
-  assert 'old' not in text and '| jpeg q50 |' in text and '| face replacement |' in text and text.endswith('b\n')
+  text = (tmp_path / 'out' / 'table.md').read_text()
+  assert '| jpeg q50 |' in text and '| face replacement |' in text and text in out
   assert (tmp_path / 'out' / 'figure.png').stat().st_size > 5_000
+
+
+def test_evaluation_bad_overrides_are_one_line(tmp_path):
+  code, _, err = run_cli('-m projects.faceguard.evaluate', f'--workdir={tmp_path / "wm"}',
+                         '--config_overrides={oops', devices=1)
+  assert code != 0 and err.strip().splitlines()[-1].startswith('error: --config_overrides is not JSON')
+  assert not any(tmp_path.iterdir())
 
 
 def test_critic_trains_beside_the_watermark(tmp_path):

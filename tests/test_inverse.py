@@ -10,10 +10,11 @@ from jax.scipy.signal import convolve2d
 
 from zoo.errors import UserError
 from zoo.inverse import data_terms, mri, paper_data, pnp
-from zoo.inverse.metrics import psnr
+from zoo.metrics import psnr
 
-DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '..', 'shared', 'pnp_data')
-needs_data = pytest.mark.skipif(not os.path.isdir(DATA_DIR), reason=f'paper data not at {DATA_DIR}')
+# The plug-and-play paper's data (layout and origin: projects/pnp/README.md), where $ZOO_PNP_DATA points.
+DATA_DIR = os.environ.get('ZOO_PNP_DATA', '')
+needs_data = pytest.mark.skipif(not os.path.isdir(DATA_DIR), reason="ZOO_PNP_DATA names no directory")
 
 
 def complex_normal(seed, shape):

@@ -10,7 +10,7 @@ from skimage.transform import resize
 import zoo
 from zoo.errors import UserError
 from zoo.inverse import mri, tv
-from zoo.inverse.metrics import psnr
+from zoo.metrics import psnr
 from zoo.models import pdnet
 
 

@@ -1,5 +1,5 @@
-"""`python -m zoo.inverse.experiments pdnet`: the complex CS-MRI data term of its PnP column, the script end to end
-on tiny networks, and its refusal to reuse a workdir trained with another config."""
+"""`python -m projects.pdnet.experiment`: the complex CS-MRI data term of its PnP column, the script end to end on tiny
+networks, and its refusal to reuse a workdir trained with another config."""
 import json
 
 import jax
@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from helpers import run_cli
+from projects.pdnet import experiment as pdnet_experiment
+from projects.pnp import experiment as pnp_experiment
 from zoo.errors import UserError
-from zoo.inverse import data_terms, mri, pdnet_experiment
-from zoo.inverse.metrics import psnr
+from zoo.inverse import data_terms, mri
+from zoo.metrics import psnr
 from zoo.tasks.reconstruction import ReconstructionTask
 
 
@@ -46,18 +48,17 @@ def test_complex_csmri_gradient_and_start():
   np.testing.assert_allclose(mri.from_channels(term.initial()), mri.adjoint(term.y, term.mask), atol=1e-6)
 
 
-def test_experiment_end_to_end(tmp_path):
+def test_experiment_end_to_end(tmp_path, monkeypatch):
   """Tiny networks, a few steps and iterations at 32x32, 4x only: every method scored on the four held-out images,
-  the tuned parameters from their grids, zero-filled equal to a direct |A* y|, the README section replaced and a
-  figure written; the denoiser and both PD-Nets trained where the flags say."""
-  readme = tmp_path / 'README.md'
-  readme.write_text('intro\n<!-- pdnet-experiments:start -->\nold\n<!-- pdnet-experiments:end -->\nrest\n')
+  the tuned parameters from their grids, zero-filled equal to a direct |A* y|, the table and the figure written to
+  --out; the denoiser (on the offline photographs: no paper data given) and both PD-Nets trained where the flags
+  say."""
+  monkeypatch.delenv('ZOO_PNP_DATA', raising=False)
   overrides = {'batch_size': 8, 'model_kwargs.features': 4}
   code, out, err = run_cli(
-      '-m zoo.inverse.experiments pdnet', f'--workdir={tmp_path / "w"}', f'--out={tmp_path / "out"}',
-      f'--readme={readme}', '--image_size=32', '--accels=4', '--train_steps=3', '--iterations=3',
-      '--tv_iterations=5', f'--denoiser_workdir={tmp_path / "denoiser"}', '--denoiser_steps=2',
-      f'--data_dir={tmp_path / "no_paper_data"}', f'--config_overrides={json.dumps(overrides)}', devices=1)
+      '-m projects.pdnet.experiment', f'--workdir={tmp_path / "w"}', f'--out={tmp_path / "out"}', '--image_size=32',
+      '--accels=4', '--train_steps=3', '--iterations=3', '--tv_iterations=5', '--denoiser_steps=2',
+      f'--denoiser_workdir={tmp_path / "denoiser"}', f'--config_overrides={json.dumps(overrides)}', devices=1)
   assert code == 0, err[-3000:]
   results = json.loads((tmp_path / 'out' / 'results.json').read_text())
   r = results['accels']['4']
@@ -75,18 +76,21 @@ def test_experiment_end_to_end(tmp_path):
   direct = psnr(np.clip(zero_filled, 0, 1)[..., None], target)
   np.testing.assert_allclose(r['scores']['zero_filled']['psnr'], direct, atol=1e-4)
 
-  text = readme.read_text()
-  assert text.startswith('intro\n') and text.endswith('rest\n') and 'old' not in text
-  assert '| PD-Net learned |' in text and '| TV-PDHG |' in text and '![PD-Net' in text
+  text = (tmp_path / 'out' / 'table.md').read_text()
+  assert '| PD-Net learned |' in text and '| TV-PDHG |' in text and text in out
   assert (tmp_path / 'out' / 'figure.png').stat().st_size > 10_000
   assert {d.name for d in (tmp_path / 'w').iterdir()} == {'pdnet-pdhg-cartesian-4', 'pdnet-learned-cartesian-4'}
 
-  # The same workdir with another step count is refused, not retrained over.
+  # The same workdir with another step count is refused, not retrained over; so is a denoiser workdir of another kind.
   other = pdnet_experiment.pdnet_config('learned', 4, 32, 5, overrides)
   with pytest.raises(UserError, match='num_train_steps=3, wanted 5'):
     pdnet_experiment.trained_pdnet(other, str(tmp_path / 'w' / 'pdnet-learned-cartesian-4'))
+  with pytest.raises(UserError, match="spectral_norm='real', wanted None"):
+    pnp_experiment.trained_denoiser(str(tmp_path / 'denoiser'), 'none', 15, 2, None, overrides)
 
 
-def test_unknown_mode_is_one_line():
-  code, _, err = run_cli('-m zoo.inverse.experiments', 'pdnet2', devices=1)
-  assert code != 0 and err.strip().splitlines()[-1].startswith('error: usage:')
+def test_bad_arguments_are_one_line():
+  code, _, err = run_cli('-m projects.pdnet.experiment', 'pdnet', devices=1)
+  assert code != 0 and err.strip().splitlines()[-1].startswith('error: unexpected arguments')
+  code, _, err = run_cli('-m projects.pdnet.experiment', '--accels=4,x', devices=1)
+  assert code != 0 and err.strip().splitlines()[-1] == 'error: --accels takes integers, e.g. 4,8; got 4,x'

@@ -18,7 +18,7 @@ from zoo.data import fastmri
 from zoo.data.pipeline import DatasetError
 from zoo.errors import UserError
 from zoo.inverse import mri
-from zoo.inverse.metrics import nmse, psnr, ssim
+from zoo.metrics import nmse, psnr, ssim
 from zoo.tasks.reconstruction import ReconstructionTask, smooth_phase
 
 
@@ -58,7 +58,7 @@ def test_bad_settings():
   with pytest.raises(DatasetError, match="dataset 'pnp'; valid: skimage, fastmri"):
     ReconstructionTask(tiny_config(dataset='pnp'))
   with pytest.raises(DatasetError, match="dataset 'fastmri' needs --config.data_dir"):
-    ReconstructionTask(tiny_config(dataset='fastmri'))
+    ReconstructionTask(tiny_config(dataset='fastmri')).check_data()
 
 
 @pytest.mark.parametrize('channels', [1, 2])

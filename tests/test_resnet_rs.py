@@ -145,4 +145,4 @@ def test_bfloat16_computes_in_bf16_with_float32_params(small):
 def test_width_multiplier_and_stage_depths_make_a_small_member():
   model = zoo.create_model('resnetrs50', stage_depths=(1, 1, 1, 1), width_multiplier=0.25, num_classes=10)
   shapes = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 28, 28, 1), jnp.float32))
-  assert count(shapes['params']) == 688_610  # the quickstart model (SPEC.md: 0.69 M)
+  assert count(shapes['params']) == 688_610  # the quickstart model (0.69 M)

@@ -11,7 +11,7 @@ from tests.helpers import STATE_KEYS, load_params, max_abs_diff, run_cli, tiny_c
 from zoo import trainer
 from zoo.errors import UserError
 from zoo.parallel import DataParallel
-from zoo.tasks.classification import weight_decay_mask
+from zoo.tasks.base import weight_decay_mask
 
 
 def test_learning_rate_schedule_values(tfds_dir):

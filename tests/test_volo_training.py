@@ -20,7 +20,8 @@ from zoo import finetune, trainer
 from zoo.data import pipeline
 from zoo.errors import UserError
 from zoo.tasks import get_task
-from zoo.tasks.classification import smoothed_cross_entropy, token_labelling_loss, weight_decay_mask
+from zoo.tasks.base import weight_decay_mask
+from zoo.tasks.classification import smoothed_cross_entropy, token_labelling_loss
 
 # A VOLO small enough to compile in seconds: one outlooker, one transformer block, one class-attention block.
 TINY = dict(layers=(1, 1), embed_dims=(16, 24), num_heads=(2, 2), stem_hidden_dim=8, num_class_blocks=1)
@@ -244,11 +245,11 @@ def test_dense_token_labels_follow_the_crop_and_the_flip(token_grid_dir):
 
 def test_token_labels_need_a_dataset_and_a_model_that_have_them(tfds_dir, token_grid_dir):
   with pytest.raises(pipeline.DatasetError, match="no 'token_labels' feature"):
-    get_task(tiny_volo_config(tfds_dir, **{'input.token_labels': True}))
+    get_task(tiny_volo_config(tfds_dir, **{'input.token_labels': True})).check_data()
   c = token_grid_config(token_grid_dir)
   c.model, c.model_kwargs = 'resnetrs50', {'stage_depths': (1, 1, 1, 1), 'width_multiplier': 0.125}
   with pytest.raises(UserError, match='needs a token-labelling model'):
-    get_task(c)
+    get_task(c).check_data()
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -22,12 +22,10 @@ import argparse
 import collections
 import json
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torchvision_stub  # noqa: E402
+import torchvision_stub  # tools/, the script's own folder, is on the import path
 
 torchvision_stub.install()  # timm imports torchvision, which is not needed here (see torchvision_stub)
 import timm  # noqa: E402

@@ -1,9 +1,10 @@
-"""Where benchmark.py's step spends its time: a jax.profiler trace of a few calls, summed by kind of XLA operation.
+"""Where zoo-benchmark's step spends its time: a jax.profiler trace of a few calls, summed by kind of XLA operation.
 
   python tools/profile_step.py --model=resnetrs50 --mode=train [--batch_size=8] [--calls=3] [--top=15] \
       [--trace_dir=DIR]
 
-Builds the same compiled step as benchmark.py (same flags), warms it up, traces `calls` calls and prints one line
+Needs the zoo installed (`pip install -e .`). Builds the same compiled step as zoo-benchmark (same flags, same
+environment defaults: zoo/cli.py), warms it up, traces `calls` calls and prints one line
 per kind of operation (the HLO instruction name without its number: `transpose_copy_fusion`, `convolution`,
 `ynn_fusion`, ...): milliseconds per call summed over the device's threads, and how many instructions of that kind
 ran. This is how the RS-50 training step's layout copies and the cost of donating its state were found (README,
@@ -14,13 +15,13 @@ import collections
 import glob
 import os
 import re
-import sys
 import tempfile
 
-from absl import app, flags
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import benchmark  # noqa: E402
+from zoo import cli
+from zoo.commands import benchmark
+from zoo.errors import UserError
 
 FLAGS = flags.FLAGS
 # Events of the runtime itself (waiting, scheduling), not of an XLA instruction.
@@ -48,16 +49,15 @@ def op_times(trace_dir: str, calls: int) -> list[tuple[str, float, int]]:
 
 def main(argv):
   if len(argv) > 1:
-    sys.exit(f'error: unexpected arguments {argv[1:]}')
+    raise UserError(f'unexpected arguments {argv[1:]}')
   import json
   import jax
-  from zoo.errors import UserError
   try:
     kwargs = json.loads(FLAGS.model_kwargs)
-    compiled, args, advance = benchmark.build(FLAGS.model, FLAGS.image_size or None, FLAGS.batch_size, FLAGS.mode,
-                                              FLAGS.dtype, FLAGS.parallelism, kwargs)[:3]
-  except (UserError, json.JSONDecodeError) as e:
-    sys.exit(f'error: {e}')
+  except json.JSONDecodeError as e:
+    raise UserError(f'--model_kwargs must be a JSON object: {e}') from None
+  compiled, args, advance = benchmark.build(FLAGS.model, FLAGS.image_size or None, FLAGS.batch_size, FLAGS.mode,
+                                            FLAGS.dtype, FLAGS.parallelism, kwargs)[:3]
   for _ in range(2):
     args = advance(jax.block_until_ready(compiled(*args)), args)
   trace_dir = FLAGS.trace_dir or tempfile.mkdtemp(prefix='profile_step_')
@@ -77,4 +77,4 @@ if __name__ == '__main__':
   flags.DEFINE_integer('calls', 3, 'Traced calls (after 2 untraced ones).')
   flags.DEFINE_integer('top', 15, 'Kinds printed.')
   flags.DEFINE_string('trace_dir', '', 'Where the trace is written; default: a new temporary directory.')
-  app.run(main)
+  cli.run(main, __doc__)

@@ -1,4 +1,4 @@
-"""The PyTorch reference for benchmark.py: timm's model on this machine, same batch, resolution and dtype (float32).
+"""The PyTorch reference for zoo-benchmark: timm's model on this machine, same batch, resolution and dtype (float32).
 
   python tools/timm_speed.py --model=resnetrs50 --image_size=160 --batch_size=8 --mode=infer|train --steps=10
 
@@ -6,18 +6,16 @@ Prints one JSON line: images_per_sec as the median over `steps` timed calls afte
 slowest and fastest. infer is the eval forward under torch.inference_mode; train is forward, cross-entropy,
 backward, an SGD step with Nesterov momentum and weight decay (ResNet-RS's optimiser) and, unless
 --ema_decay=0, the update of an exponential moving average of the weights and BN statistics (timm's ModelEmaV3), as
-benchmark.py's train mode times the trainer's step, which keeps the recipe's EMA. Needs torch and timm, which the zoo itself never imports (see tools/torchvision_stub.py); run it in
-an environment of its own.
+zoo-benchmark's train mode times the trainer's step, which keeps the recipe's EMA. Needs torch and timm, which the
+zoo itself never imports (see tools/torchvision_stub.py); run it in an environment of its own.
 """
 import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torchvision_stub  # noqa: E402
+import torchvision_stub  # tools/, the script's own folder, is on the import path
 
 torchvision_stub.install()
 import timm  # noqa: E402

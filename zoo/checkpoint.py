@@ -1,12 +1,14 @@
 """Orbax checkpoints of the zoo: one layout for training, evaluation and converted weights.
 
 A workdir holds `checkpoints/<step>/{state,config}`: `state` is the train state as a plain nested dict
-(`flax.serialization.to_state_dict`), `config` the ml_collections config as JSON. Converted pretrained weights use
+(`flax.serialization.to_state_dict`), `config` the ml_collections config as JSON; and `config.json`, the config of
+the latest start, for people. Converted pretrained weights use
 the same layout with only `params` / `batch_stats`, so `eval.py` reads both.
 """
 import os
 
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 
 from zoo.errors import UserError
@@ -23,10 +25,18 @@ def manager(workdir: str, *, max_to_keep: int | None = 3, async_save: bool = Tru
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_names=('state', 'config'))
 
 
+def write_config(workdir: str, config) -> None:
+  """Writes the ml_collections `config` to <workdir>/config.json, replacing the last start's."""
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort(indent=1, sort_keys=True) + '\n')
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state: dict, config: dict) -> None:
-  """Saves `state` (a nested dict of arrays) and `config` (JSON-able dict); asynchronous if the manager is."""
+  """Saves `state` (a nested dict of arrays) and `config` (JSON-able dict); asynchronous if the manager is. Logs one
+  line (orbax's own records are below the console's default verbosity, zoo/cli.py)."""
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)),
             force=True)
+  logging.info('saving checkpoint %d to %s', step, mngr.directory / str(step))
 
 
 def restore_state(mngr: ocp.CheckpointManager, step: int, target: dict | None = None) -> dict:
@@ -51,7 +61,6 @@ def restore_newest(mngr: ocp.CheckpointManager, workdir: str, target: dict,
   the newest failure.
   """
   import jax
-  from absl import logging
   failed = []
   for step in sorted(mngr.all_steps(), reverse=True):
     try:

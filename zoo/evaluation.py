@@ -20,6 +20,7 @@ def evaluate_checkpoint(config, workdir: str, *, use_ema: bool = True, image_siz
   dp = DataParallel(config.parallelism)
   local_batch = check_batch_size(config.batch_size)
   task = get_task(config)
+  task.check_data()
   with checkpoint.manager(workdir, read_only=True) as mngr:
     steps = mngr.all_steps()
     if not steps or (step is not None and step not in steps):

@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 import optax
 from absl import logging
-from clu import metric_writers, periodic_actions
 
 from zoo import checkpoint, faults, finetune
 from zoo.errors import Preempted, UserError
@@ -143,9 +142,11 @@ def check_resume(saved: dict, config) -> None:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final eval metrics."""
+  from clu import metric_writers, periodic_actions  # they import TensorFlow: only training needs them
   dp = DataParallel(config.parallelism, donate=config.donate_state)
   local_batch = check_batch_size(config.batch_size)
   task = get_task(config)
+  task.check_data()
   steps_per_epoch = max(task.steps_per_epoch, 1)
   num_steps = total_steps(config, steps_per_epoch)
   schedule = learning_rate_schedule(config, steps_per_epoch, num_steps)
@@ -159,6 +160,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
     if start == 0:
       writer.write_hparams(flatten(config.to_dict()))
+    if jax.process_index() == 0:
+      checkpoint.write_config(workdir, config)
     train_fn = dp.compile(functools.partial(train_step, task=task, tx=tx, decay=config.ema_decay),
                           num_sharded=1, num_replicated=1)
     eval_fn = compile_eval_step(task, dp)

@@ -1,24 +1,25 @@
-"""Converts timm weights into a zoo checkpoint that eval.py evaluates.
+"""Converts timm weights into a zoo checkpoint that zoo-eval evaluates (zoo-convert, or `python -m zoo.convert`).
 
-  python -m zoo.convert --model resnetrs50 --weights resnetrs50_ema.safetensors --out runs/rs50_timm
-  python -m zoo.convert --model resnetrs50 --weights small.pth --out DIR \\
+  zoo-convert --model resnetrs50 --weights resnetrs50_ema.safetensors --out runs/rs50_timm
+  zoo-convert --model resnetrs50 --weights small.pth --out DIR \\
       --model_kwargs='{"stage_depths": [1, 1, 1, 1], "width_multiplier": 0.125, "num_classes": 10}'
 
 Writes DIR/checkpoints/0 with `params` and `batch_stats`, and a config naming the model, its overrides and the
 source file. Bad input ends in one `error: ...` line (the weights' mismatches on the lines below it) and exit code 1.
+The environment defaults of the other commands apply (zoo/cli.py).
 """
 import argparse
 import json
 import os
 import sys
 
-from zoo import checkpoint, registry
+from zoo import checkpoint, cli, registry
 from zoo.convert import from_timm, load_weights
 from zoo.errors import UserError
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog='python -m zoo.convert', description=__doc__.split('\n')[0])
+  p = argparse.ArgumentParser(prog='zoo-convert', description=__doc__.split('\n')[0])
   p.add_argument('--model', required=True, help='zoo model name, e.g. resnetrs50')
   p.add_argument('--weights', required=True, help='timm weights: .safetensors, or a torch file (.pth, .pth.tar, .bin)')
   p.add_argument('--out', required=True, help='output directory; must not hold checkpoints yet')
@@ -61,6 +62,7 @@ def convert(args) -> str:
 
 
 def main(argv=None):
+  cli.environment_defaults(os.environ, cli.jax_runs_on_cpu_only(os.environ))
   args = parse_args(sys.argv[1:] if argv is None else argv)
   try:
     path = convert(args)

@@ -9,7 +9,6 @@ import numpy as np
 import skimage.data
 import skimage.transform
 
-from zoo.data import pipeline
 from zoo.data.pipeline import DatasetError
 
 NUM_FACES = 100
@@ -46,17 +45,23 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
   return np.round(np.clip(images, 0, 1) * 255.0).astype(np.uint8)
 
 
-def task_data(config) -> tuple[np.ndarray, int, np.ndarray]:
-  """What the face tasks (watermarking, autoencoding) train and evaluate on: (all training images, uint8
-  [N, size, size, 3]; steps per epoch; the held-out faces, float32 in [0, 1] but quantised to 8 bits, as published
-  images are). Fails clearly for another dataset or fewer images than one batch."""
+def check_dataset(config) -> None:
+  """The face tasks (watermarking, autoencoding) read dataset 'lfw' only."""
   if config.dataset != 'lfw':
     raise DatasetError(f"the face tasks read dataset 'lfw' (scikit-image's lfw_subset), not {config.dataset!r}")
+
+
+def training_images(config) -> np.ndarray:
+  """What the face tasks train on: uint8 [N, size, size, 3], the training faces and, with `input.photos`, crops of
+  the photographs."""
   size = config.input.image_size
   train = lfw(config.train_split, size)
   if config.input.photos:
     train = np.concatenate([train, photo_crops(size, config.input.photo_stride)])
-  examples = to_uint8(train)
-  pipeline.check_array_fits(examples, config.batch_size, 'images')
-  held_out = to_uint8(lfw(config.eval_split, size)).astype(np.float32) / 255.0
-  return examples, len(examples) // config.batch_size, held_out
+  return to_uint8(train)
+
+
+def held_out(config) -> np.ndarray:
+  """What the face tasks evaluate on: the held-out faces, float32 in [0, 1] but quantised to 8 bits, as published
+  images are."""
+  return to_uint8(lfw(config.eval_split, config.input.image_size)).astype(np.float32) / 255.0

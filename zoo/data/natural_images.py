@@ -2,8 +2,8 @@
 plug-and-play paper's own sets (BSD400 train, Set12, Set68) read from a directory.
 
 'skimage' needs no download and is the default: ten photographs train, three others are held out. 'pnp' reads
-`data_dir` laid out as the paper's release (see zoo/inverse/paper_data.py): split 'train' is BSD400, 'Set12' and
-'Set68' are the test sets.
+`data_dir` laid out as the paper's repository, github.com/uclaopt/Provable_Plug_and_Play (zoo/inverse/paper_data.py):
+split 'train' is BSD400, 'Set12' and 'Set68' are the test sets.
 """
 import numpy as np
 import skimage.color
@@ -39,7 +39,7 @@ def load(dataset: str, split: str, data_dir: str | None = None) -> list[np.ndarr
       raise DatasetError(f"dataset 'pnp' has splits {list(PNP_SPLITS)}, not {split!r}")
     if not data_dir:
       raise DatasetError("dataset 'pnp' needs --config.data_dir=DIR, the plug-and-play paper's data (train/, Set12/, "
-                         'Set68/, Demo_mat/), e.g. ../shared/pnp_data')
+                         'Set68/ from github.com/uclaopt/Provable_Plug_and_Play; layout in projects/pnp/README.md)')
     from zoo.inverse import paper_data
     return [np.asarray(im, np.float32) for im in paper_data.load_images(data_dir, split)]
   raise DatasetError(f'Unknown denoising dataset {dataset!r}; valid: {", ".join(DATASETS)}')

@@ -1,6 +1,6 @@
 """Lipschitz certificate of a trained denoiser: `python -m zoo.inverse.lipschitz --workdir DIR`.
 
-Plug-and-play converges when the residual network N = I - D is eps-Lipschitz (Ryu et al. 2019, SPEC.md):
+Plug-and-play converges when the residual network N = I - D is eps-Lipschitz (Ryu et al., ICML 2019):
 PnP-ADMM for eps < 1, PnP-FBS for eps < 2 mu / (L - mu), i.e. for data terms of condition number L / mu < 1 + 2 / eps.
 
 Reported, for the checkpoint's weights in evaluation mode:
@@ -23,8 +23,6 @@ import numpy as np
 from absl import app, flags
 
 from zoo.errors import UserError
-
-FLAGS = flags.FLAGS
 
 
 def _power_iteration(apply, apply_t, shape, iterations: int, *operands, seed: int = 0) -> float:
@@ -123,7 +121,7 @@ def print_report(report: dict) -> None:
 
 
 def define_flags():
-  """The CLI's flags, defined only when it runs: the module is also a library (zoo/inverse/experiments.py)."""
+  """The CLI's flags, defined only when it runs: the module is also a library (projects/pnp uses it)."""
   flags.DEFINE_string('workdir', None, 'Workdir of a trained denoiser (configs/denoiser.py).')
   flags.DEFINE_integer('step', -1, 'Checkpoint step; -1 takes the latest.')
   flags.DEFINE_integer('image_size', 0, 'Image size of the layer operator norms; 0 = the training patch size.')
@@ -132,11 +130,12 @@ def define_flags():
   flags.DEFINE_integer('jacobian_size', 64, 'Centre crop of those images.')
   flags.DEFINE_integer('jacobian_iterations', 100, 'Power iterations per Jacobian norm.')
   flags.DEFINE_integer('power_iterations', 0, 'First advance the spectral-norm vectors by this many iterations on '
-                       'the trained weights (zoo/inverse/trained.py), as the experiments do; 0: as trained.')
+                       'the trained weights (zoo/inverse/trained.py), as projects/pnp does; 0: as trained.')
 
 
 def main(argv):
   del argv
+  FLAGS = flags.FLAGS
   from zoo.inverse import trained
   try:
     if not FLAGS.workdir:

@@ -17,7 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from zoo.inverse.metrics import psnr
+from zoo.metrics import psnr
 
 
 def rescaled(denoiser, scale: float = 1.0, floor=None):

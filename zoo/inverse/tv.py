@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from zoo.inverse import mri
-from zoo.inverse.metrics import psnr
+from zoo.metrics import psnr
 
 OPERATOR_NORM = 3.0  # bound on |[A; grad]|
 STEP = 1.0 / OPERATOR_NORM

@@ -3,8 +3,8 @@
 DnCNN (Zhang et al. 2017) predicts the noise: D(x) = x - N(x), N = conv-ReLU, (depth - 2) x [conv-BN-ReLU], conv,
 all 3x3, 64 features, no bias. SimpleCNN is the same with 4 layers and no BatchNorm.
 
-Plug-and-play ADMM / FBS converge when the residual N = I - D is eps-Lipschitz with eps small enough (SPEC.md,
-Plug-and-play). With `spectral_norm='real'` each convolution is normalised as an operator (zoo/models/spectral_norm.py)
+Plug-and-play ADMM / FBS converge when the residual N = I - D is eps-Lipschitz with eps small enough (Ryu et al.,
+ICML 2019). With `spectral_norm='real'` each convolution is normalised as an operator (zoo/models/spectral_norm.py)
 to lipschitz^(1/depth), ReLU is 1-Lipschitz, so the BN-free network satisfies Lip(N) <= lipschitz. BatchNorm scales
 channels by gamma / sqrt(var + eps), which no normalisation bounds: DnCNN with BN has no guarantee (as in the paper).
 `mode='standard'` normalises the reshaped kernel, which bounds nothing about the operator either.

@@ -1,15 +1,15 @@
-"""FaceGuard (Yang et al.): a learned watermark, robust to post-processing and fragile to deepfake manipulation.
+"""FaceGuard (Yang et al. 2021): a learned watermark, robust to post-processing and fragile to deepfake manipulation.
 
-The networks follow HiDDeN (Zhu et al. 2018), which FaceGuard builds on (SPEC.md, FaceGuard), in two layouts of the
-message (`message_layout`):
+The networks follow HiDDeN (Zhu et al. 2018), which FaceGuard ("Proactive Deepfake Detection", Yang et al. 2021)
+builds on, in two layouts of the message (`message_layout`):
 - 'broadcast', HiDDeN's: the L bits are copied to every pixel and concatenated with the encoder's features; the
   decoder is `decoder_blocks` x Conv-BN-ReLU(64), Conv-BN-ReLU(L), global average pooling, Linear(L, L). Every pixel
   gets the same message, so the encoder can vary its output only with the image content: on small, smooth faces it
-  learns slowly (README: 0.59 bitwise accuracy at step 1,000 at 32x32 with all noise layers).
+  learns slowly (docs/models/faceguard.md compares the two layouts).
 - 'spatial' (default): a message processor (MBRS, Jia et al. 2021) maps the +-1 bits linearly onto a
   `message_grid`^2 map, upsamples it to the image and convolves it, so each bit has its own places in the image; the
   decoder halves the resolution (max pooling) after each Conv-BN-ReLU(64) until it reaches the grid, then a 3x3
-  convolution to one channel and Linear(grid^2, L) read the bits back (0.92 at step 1,000 in the same setting).
+  convolution to one channel and Linear(grid^2, L) read the bits back.
 In both, the encoder runs the image through `encoder_blocks` x Conv-BN-ReLU(64), concatenates the message, its
 features and the image, then Conv-BN-ReLU(64) and a 1x1 convolution to 3 channels. We add that output to the cover
 image (HiDDeN outputs the image directly), so that training starts at the identity and only has to learn the

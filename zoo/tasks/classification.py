@@ -3,6 +3,8 @@
 A model whose training output is a dict (VOLO's token-labelling contract, see zoo/models/volo.py) trains with the
 token-labelling loss instead; evaluation and metrics always use plain class logits.
 """
+import functools
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -10,8 +12,8 @@ import optax
 from clu import metrics
 
 import zoo
-from zoo.data import pipeline
 from zoo.errors import UserError
+from zoo.tasks.base import Task
 
 
 @flax.struct.dataclass
@@ -70,48 +72,60 @@ def token_labelling_loss(outputs: dict, labels, smoothing: float, token_labels=N
   return cls.mean() + AUX_WEIGHT * smoothed_cross_entropy(aux, token_labels, smoothing).mean()
 
 
-def weight_decay_mask(params):
-  """Weight decay applies to convolution and dense kernels only: never to norm parameters, biases, or VOLO's
-  position embedding and class token (timm's rule for VOLO: no decay for 1-D tensors and {pos_embed, cls_token})."""
-  return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == 'kernel', params)
+class ClassificationTask(Task):
+  """Supervised classification of a TFDS dataset (or an image folder) with a registered zoo classifier.
 
-
-class ClassificationTask:
-  """Supervised classification of a TFDS dataset (or an image folder) with a registered zoo classifier."""
+  The data set is opened when first needed; `check_data` reads all of an image folder once (zoo/data/pipeline.py,
+  `check_images`). `num_classes` sets the classifier's outputs where no data set is behind the task (benchmark.py's
+  synthetic batches: the same model, loss and train step as training); by default they are the data set's classes.
+  """
   TrainMetrics = TrainMetrics
   EvalMetrics = EvalMetrics
 
-  def __init__(self, config):
-    self.config = config
-    self.builder = pipeline.get_builder(config.dataset, config.get('data_dir'))
-    for split in (config.train_split, config.eval_split):
-      pipeline.split_size(self.builder, split)
-      pipeline.check_images(self.builder, split, config.input.corrupt_images)
-    pipeline.check_split_fits(self.builder, config.train_split, config.batch_size)
-    classes = pipeline.num_classes(self.builder)
-    if config.model_kwargs.get('num_classes', classes) != classes:
-      raise UserError(f'model_kwargs.num_classes={config.model_kwargs.num_classes} but dataset {config.dataset!r} '
-                      f'has {classes} classes')
-    self.model = self._classifier(config, classes)
-    self.steps_per_epoch = pipeline.split_size(self.builder, config.train_split) // config.batch_size
-    self.token_grid = self._token_grid() if config.input.token_labels else None
+  def __init__(self, config, num_classes: int | None = None):
+    super().__init__(config)
+    self._num_classes = num_classes
 
   @classmethod
   def without_data(cls, config, num_classes: int):
-    """The task's model, loss and metrics with no dataset behind them, for benchmark.py's synthetic batches: the
-    same train step as training, with `num_classes` outputs."""
-    task = cls.__new__(cls)
-    task.config, task.builder, task.token_grid, task.steps_per_epoch = config, None, None, 1
-    task.model = cls._classifier(config, num_classes)
-    return task
+    """The task with `num_classes` outputs and no data set (benchmark.py)."""
+    return cls(config, num_classes)
 
-  @staticmethod
-  def _classifier(config, num_classes: int):
+  @functools.cached_property
+  def builder(self):
+    from zoo.data import pipeline  # tf.data: imported by the methods that read data, so that the model, loss and
+    # metrics (benchmark.py, export.py) need no TensorFlow
+    return pipeline.get_builder(self.config.dataset, self.config.get('data_dir'))
+
+  @functools.cached_property
+  def num_classes(self) -> int:
+    if self._num_classes is not None:
+      return self._num_classes
+    from zoo.data import pipeline
+    classes = pipeline.num_classes(self.builder)
+    if self.config.model_kwargs.get('num_classes', classes) != classes:
+      raise UserError(f'model_kwargs.num_classes={self.config.model_kwargs.num_classes} but dataset '
+                      f'{self.config.dataset!r} has {classes} classes')
+    return classes
+
+  @functools.cached_property
+  def model(self):
     # Cross-replica BatchNorm: statistics of the global batch, as if it ran on one device.
-    return zoo.create_model(config.model, bn_axis_name='batch', **{**config.model_kwargs, 'num_classes': num_classes})
+    return zoo.create_model(self.config.model, bn_axis_name='batch',
+                            **{**self.config.model_kwargs, 'num_classes': self.num_classes})
 
-  def _token_grid(self):
-    """The (h, w) grid of the model's aux tokens, onto which the pipeline maps the dense targets."""
+  @functools.cached_property
+  def steps_per_epoch(self) -> int:
+    from zoo.data import pipeline
+    return pipeline.split_size(self.builder, self.config.train_split) // self.config.batch_size
+
+  @functools.cached_property
+  def token_grid(self):
+    """The (h, w) grid of the model's aux tokens, onto which the pipeline maps the dense targets; None without
+    `input.token_labels`."""
+    if not self.config.input.token_labels:
+      return None
+    from zoo.data import pipeline
     grid = getattr(self.model, 'grid', None)
     if grid is None:
       raise UserError(f'input.token_labels=True needs a token-labelling model (volo_d*); {self.config.model} '
@@ -121,19 +135,28 @@ class ClassificationTask:
                                   f'\'token_labels\' feature (features: {sorted(self.builder.info.features)})')
     return tuple(grid)
 
-  def init_inputs(self, image_size=None):
-    size = image_size or self.config.input.image_size
+  def check_data(self):
+    from zoo.data import pipeline
+    c = self.config
+    for split in (c.train_split, c.eval_split):
+      pipeline.split_size(self.builder, split)
+      pipeline.check_images(self.builder, split, c.input.corrupt_images)
+    pipeline.check_split_fits(self.builder, c.train_split, c.batch_size)
+    # Reading them runs their checks: model_kwargs.num_classes against the data set's, token labels in the data.
+    self.num_classes, self.token_grid  # noqa: B018
+
+  def init_inputs(self):
+    size = self.config.input.image_size
     return jnp.zeros((1, size, size, self.config.input.channels), jnp.float32)
 
   def train_batches(self, start_step):
+    from zoo.data import pipeline
     ds = pipeline.train_dataset(self.builder, self.config, self.config.seed, start_step, token_grid=self.token_grid)
     return ds.as_numpy_iterator()
 
   def eval_batches(self, local_batch, image_size=None):
+    from zoo.data import pipeline
     return pipeline.eval_batches(self.builder, self.config, self.config.eval_split, local_batch, image_size)
-
-  def num_eval_steps(self, local_batch):
-    return pipeline.eval_steps(self.builder, self.config.eval_split, local_batch)
 
   def train_loss(self, params, batch_stats, batch, rng):
     """Mean loss of the local batch: smoothed cross-entropy, or the token-labelling loss for a model whose training
@@ -154,5 +177,3 @@ class ClassificationTask:
     logits = self.model.apply({'params': params, 'batch_stats': batch_stats}, batch['image'], train=False)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
     return {'logits': logits, 'labels': batch['label'], 'loss': loss, 'mask': batch['mask']}
-
-  weight_decay_mask = staticmethod(weight_decay_mask)

@@ -7,6 +7,8 @@ clean patch. Evaluation denoises the held-out images (never trained on), centre-
 with noise of a fixed seed at `noise.eval_sigma`, and reports peak PSNR (peak 1.0) of the clipped output and of the
 noisy input.
 """
+import functools
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -14,10 +16,10 @@ import numpy as np
 from clu import metrics
 
 import zoo
-from zoo.data import natural_images, pipeline
+from zoo.data import natural_images
 from zoo.errors import UserError
-from zoo.inverse.metrics import psnr
-from zoo.tasks.classification import weight_decay_mask
+from zoo.metrics import psnr
+from zoo.tasks.arrays import ArrayTask
 
 
 @flax.struct.dataclass
@@ -34,56 +36,53 @@ class EvalMetrics(metrics.Collection):
   psnr_noisy: metrics.Average.from_output('psnr_noisy')
 
 
-class DenoisingTask:
+class DenoisingTask(ArrayTask):
   """Denoising of natural grey images (zoo/data/natural_images.py) with additive Gaussian noise."""
   TrainMetrics = TrainMetrics
   EvalMetrics = EvalMetrics
-  weight_decay_mask = staticmethod(weight_decay_mask)
+  EXAMPLES = 'patches'
 
   def __init__(self, config):
-    self.config = config
-    inp = config.input
+    super().__init__(config)
     noise = config.noise
     if noise.sigma < 0 or (noise.sigma == 0 and (noise.blind_max <= 0 or noise.eval_sigma <= 0)):
       raise UserError('noise.sigma must be > 0 (in /255 units), or 0 for a blind denoiser with noise.blind_max > 0 and '
                       f'noise.eval_sigma > 0; got sigma={noise.sigma}, blind_max={noise.blind_max}, '
                       f'eval_sigma={noise.eval_sigma}')
-    train = natural_images.load(config.dataset, config.train_split, config.get('data_dir'))
-    self.eval_images = np.stack([natural_images.center_crop(im, inp.eval_image_size)
-                                 for im in natural_images.load(config.dataset, config.eval_split,
-                                                               config.get('data_dir'))])[..., None]
-    patches = natural_images.patches(train, inp.patch_size, inp.patch_stride)
-    pipeline.check_array_fits(patches, config.batch_size, 'patches')
-    self.patches = patches
-    self.steps_per_epoch = len(patches) // config.batch_size
-    # Cross-replica BatchNorm (dncnn); the spectral-norm vectors are the same on every device without it.
-    self.model = zoo.create_model(config.model, bn_axis_name='batch', **config.model_kwargs)
 
-  def init_inputs(self, image_size=None):
+  @functools.cached_property
+  def model(self):
+    # Cross-replica BatchNorm (dncnn); the spectral-norm vectors are the same on every device without it.
+    return zoo.create_model(self.config.model, bn_axis_name='batch', **self.config.model_kwargs)
+
+  def load_examples(self):
+    """uint8 [N, size, size, 1]: the patches of the training images."""
+    c = self.config
+    train = natural_images.load(c.dataset, c.train_split, c.get('data_dir'))
+    return natural_images.patches(train, c.input.patch_size, c.input.patch_stride)
+
+  @functools.cached_property
+  def eval_images(self):
+    """The held-out images (never trained on), centre-cropped to input.eval_image_size: float32 [N, H, W, 1]."""
+    c = self.config
+    return np.stack([natural_images.center_crop(im, c.input.eval_image_size)
+                     for im in natural_images.load(c.dataset, c.eval_split, c.get('data_dir'))])[..., None]
+
+  def init_inputs(self):
     # RealSN's power-iteration vectors take the shape of this input: the training patch.
     size = self.config.input.patch_size
     return jnp.zeros((1, size, size, 1), jnp.float32)
 
-  def train_batches(self, start_step: int):
-    """Endless batches {'image': uint8 [B, size, size, 1]} of patches (this host's rows), flipped and rotated."""
-    return pipeline.array_train_batches(self.patches, self.config.batch_size, start_step, self.config.seed)
-
-  def _eval_sigma(self):
-    noise = self.config.noise
-    return (noise.eval_sigma or noise.sigma) / 255.0
-
-  def eval_batches(self, local_batch: int, image_size=None):
-    """{'clean', 'noisy', 'mask'} batches of this host's held-out images; the noise is fixed by the seed."""
-    images = self.eval_images[jax.process_index()::jax.process_count()]
+  def load_eval(self, image_size):
+    """{'clean', 'noisy'}: the held-out images, centre-cropped further to `image_size` if given, and the same with
+    noise of the seed at noise.eval_sigma (noise.sigma if 0)."""
+    images = self.eval_images
     if image_size:
       images = np.stack([natural_images.center_crop(im[..., 0], image_size) for im in images])[..., None]
+    noise = self.config.noise
+    sigma = (noise.eval_sigma or noise.sigma) / 255.0
     rng = np.random.default_rng(self.config.seed)
-    noisy = (images + self._eval_sigma() * rng.standard_normal(images.shape)).astype(np.float32)
-    batch, steps = pipeline.array_eval_batching(len(self.eval_images), local_batch)
-    return pipeline.padded_batches({'clean': images, 'noisy': noisy}, batch, steps)
-
-  def num_eval_steps(self, local_batch: int) -> int:
-    return pipeline.array_eval_batching(len(self.eval_images), local_batch)[1]
+    return {'clean': images, 'noisy': (images + sigma * rng.standard_normal(images.shape)).astype(np.float32)}
 
   def train_loss(self, params, batch_stats, batch, rng):
     clean = batch['image'].astype(jnp.float32) / 255.0

@@ -27,12 +27,12 @@ import skimage.transform
 from clu import metrics
 
 import zoo
-from zoo.data import fastmri, natural_images, pipeline
+from zoo.data import fastmri, natural_images
 from zoo.data.pipeline import DatasetError
 from zoo.errors import UserError
 from zoo.inverse import mri
-from zoo.inverse.metrics import nmse, psnr, ssim
-from zoo.tasks.classification import weight_decay_mask
+from zoo.metrics import nmse, psnr, ssim
+from zoo.tasks.arrays import ArrayTask
 from zoo.tasks.inputs import NamedInputs
 
 DATASETS = ('skimage', 'fastmri')
@@ -71,37 +71,37 @@ def sampling_mask(kind: str, shape: tuple, accel: float, seed: int) -> np.ndarra
   return mri.make_mask(kind, shape, accel=accel, seed=seed)
 
 
-class ReconstructionTask:
+class ReconstructionTask(ArrayTask):
   """Undersampled single-coil MRI of photographs with a simulated phase, or of fastMRI knees."""
   TrainMetrics = TrainMetrics
   EvalMetrics = EvalMetrics
-  weight_decay_mask = staticmethod(weight_decay_mask)
 
   def __init__(self, config):
-    self.config = config
+    super().__init__(config)
     size = config.input.image_size
     if config.dataset not in DATASETS:
       raise DatasetError(f'Unknown reconstruction dataset {config.dataset!r}; valid: {", ".join(DATASETS)}')
     if config.kspace.noise_std < 0:
       raise UserError(f'kspace.noise_std must be >= 0, got {config.kspace.noise_std}')
     self.sampling_mask((size, size))  # a bad mask kind or acceleration fails here, before any data is read
-    if config.dataset == 'fastmri':
-      images = fastmri.load(config.data_dir, config.train_split, size, config.input.crop)
-      examples = np.stack([images.real, images.imag], axis=-1).astype(np.float32)
-    else:
-      photos = natural_images.load(config.dataset, config.train_split)
-      examples = natural_images.patches(photos, size, config.input.patch_stride)
-    pipeline.check_array_fits(examples, config.batch_size, 'images')
-    self.examples = examples
-    self.steps_per_epoch = len(examples) // config.batch_size
-    self.eval_images = self.held_out(size)
-    self.num_eval_images = len(self.eval_images)
-    self._eval_data = {}
-    self.model = NamedInputs(zoo.create_model(config.model, **config.model_kwargs), ('kspace', 'mask'))
+
+  @functools.cached_property
+  def model(self):
+    return NamedInputs(zoo.create_model(self.config.model, **self.config.model_kwargs), ('kspace', 'mask'))
 
   def sampling_mask(self, shape) -> np.ndarray:
     k = self.config.kspace
     return sampling_mask(k.mask, tuple(shape), k.accel, k.mask_seed)
+
+  def load_examples(self):
+    """float32 [N, size, size, 2] complex images (real, imaginary) of fastMRI, or uint8 [N, size, size, 1]
+    magnitudes: the crops of the photographs."""
+    c = self.config
+    size = c.input.image_size
+    if c.dataset == 'fastmri':
+      images = fastmri.load(c.data_dir, c.train_split, size, c.input.crop)
+      return np.stack([images.real, images.imag], axis=-1).astype(np.float32)
+    return natural_images.patches(natural_images.load(c.dataset, c.train_split), size, c.input.patch_stride)
 
   def held_out(self, size: int) -> np.ndarray:
     """All held-out images at size x size: complex64 for fastMRI, float32 magnitudes for photographs."""
@@ -112,14 +112,9 @@ class ReconstructionTask:
     phantom = skimage.transform.resize(skimage.data.shepp_logan_phantom(), (size, size), anti_aliasing=True)
     return np.stack(photos + [phantom]).astype(np.float32)
 
-  def init_inputs(self, image_size=None):
+  def init_inputs(self):
     size = self.config.input.image_size
     return {'kspace': jnp.zeros((1, size, size, 2), jnp.float32), 'mask': jnp.ones((1, size, size), jnp.float32)}
-
-  def train_batches(self, start_step: int):
-    """Endless batches {'image'}: uint8 magnitudes [B, size, size, 1] of photographs, or float32 complex images
-    [B, size, size, 2] (real, imaginary) of fastMRI, flipped and rotated."""
-    return pipeline.array_train_batches(self.examples, self.config.batch_size, start_step, self.config.seed)
 
   def measure(self, x, noise):
     """k-space channels [B, H, W, 2] of y = mask * (F x + noise_std noise) for complex images x [B, H, W] and noise
@@ -128,13 +123,16 @@ class ReconstructionTask:
     y = mri.forward(x, mask) + self.config.kspace.noise_std * mask * mri.from_channels(noise)
     return mri.to_channels(y), jnp.broadcast_to(mask, x.shape)
 
+  def load_eval(self, image_size):
+    """{'kspace' [N, size, size, 2], 'target' [N, size, size, 1]} of the held-out images, simulated from `seed`: the
+    photographs' phase, then the noise."""
+    kspace, target = self.simulate(self.held_out(image_size or self.config.input.image_size), self.config.seed)
+    return {'kspace': kspace, 'target': target}
+
   def eval_data(self, size: int):
-    """(k-space [N, size, size, 2], targets [N, size, size, 1]) of this host's held-out images, simulated once from
-    `seed`: the photographs' phase, then the noise."""
-    if size not in self._eval_data:
-      x = self.eval_images if size == self.config.input.image_size else self.held_out(size)
-      self._eval_data[size] = self.simulate(x[jax.process_index()::jax.process_count()], self.config.seed)
-    return self._eval_data[size]
+    """(k-space, targets) of every held-out image at `size`, as the evaluation sees them (`load_eval`)."""
+    arrays = self.eval_arrays(size)
+    return arrays['kspace'], arrays['target']
 
   def simulate(self, x, seed: int):
     """(k-space [N, H, W, 2], targets |x| [N, H, W, 1]) of images x [N, H, W], complex or magnitudes that get a
@@ -144,15 +142,6 @@ class ReconstructionTask:
       x = x * np.exp(1j * np.asarray(smooth_phase(rng.standard_normal(x.shape))))
     kspace, _ = self.measure(x, rng.standard_normal(x.shape + (2,)))
     return np.asarray(kspace, np.float32), np.abs(x)[..., None].astype(np.float32)
-
-  def eval_batches(self, local_batch: int, image_size=None):
-    """{'kspace', 'target', 'mask'} batches of this host's held-out images; 'mask' is 0 on padding."""
-    kspace, target = self.eval_data(image_size or self.config.input.image_size)
-    batch, steps = pipeline.array_eval_batching(self.num_eval_images, local_batch)
-    return pipeline.padded_batches({'kspace': kspace, 'target': target}, batch, steps)
-
-  def num_eval_steps(self, local_batch: int) -> int:
-    return pipeline.array_eval_batching(self.num_eval_images, local_batch)[1]
 
   def train_loss(self, params, batch_stats, batch, rng):
     image = batch['image']

@@ -19,7 +19,7 @@ evaluation embeds a fixed message (from `seed`) in each of the 20 held-out faces
 8 bits, and reports PSNR / SSIM against the cover and the bitwise accuracy of the extracted message with no
 post-processing, after each differentiable noise layer at a fixed setting (`EVAL_NOISE`) and once the face is
 replaced by the next one's in the batch. The evaluation with real codecs (Pillow) and simulated deepfakes is
-zoo/watermark/evaluate.py.
+projects/faceguard/evaluate.py.
 """
 import functools
 
@@ -30,10 +30,9 @@ import numpy as np
 from clu import metrics
 
 import zoo
-from zoo.data import faces, pipeline
 from zoo.errors import UserError
-from zoo.inverse.metrics import psnr, ssim
-from zoo.tasks.classification import weight_decay_mask
+from zoo.metrics import bit_accuracy, psnr, ssim
+from zoo.tasks.arrays import FaceTask
 from zoo.tasks.inputs import NamedInputs
 from zoo.watermark import manipulation, noise
 
@@ -69,23 +68,17 @@ class EvalMetrics(metrics.Collection):
   bit_accuracy_face_replaced: metrics.Average.from_output('bit_accuracy_face_replaced')
 
 
-def bit_accuracy(decoded, bits):
-  """Fraction of bits read correctly, per image: a bit is 1 where the decoder's output is above 0.5."""
-  return jnp.mean(((decoded > 0.5) == (bits > 0.5)).astype(jnp.float32), axis=-1)
-
-
 def _bce(logits, label: float):
   return jnp.mean(jnp.logaddexp(0.0, logits) - label * logits)
 
 
-class WatermarkingTask:
+class WatermarkingTask(FaceTask):
   """FaceGuard's watermark on faces (and photographs), robust to the training noise layers."""
   TrainMetrics = TrainMetrics
   EvalMetrics = EvalMetrics
-  weight_decay_mask = staticmethod(weight_decay_mask)
 
   def __init__(self, config):
-    self.config = config
+    super().__init__(config)
     size = config.input.image_size
     if size % 16:
       raise UserError(f'input.image_size must be a multiple of 16 (JPEG blocks, chroma subsampling), got {size}')
@@ -94,32 +87,28 @@ class WatermarkingTask:
       raise UserError(f'noise_layers {sorted(unknown) or "()"} invalid; choose from {", ".join(noise.NOISE_LAYERS)}')
     if config.loss.adversarial > 0 and not config.model_kwargs.get('critic', False):
       raise UserError('loss.adversarial > 0 needs the critic: set --config.model_kwargs.critic=True')
-    self.examples, self.steps_per_epoch, self.eval_images = faces.task_data(config)
-    self.eval_bits = np.random.default_rng(config.seed).integers(
-        0, 2, (len(self.eval_images), self.bits)).astype(np.float32)
-    self.net = zoo.create_model(config.model, bn_axis_name='batch', **config.model_kwargs)
-    self.model = NamedInputs(self.net, ('image', 'bits'))  # what the trainer initialises; the task applies self.net
+
+  @functools.cached_property
+  def net(self):
+    """The FaceGuard network, which the task applies by its methods (embed, decode, critique)."""
+    return zoo.create_model(self.config.model, bn_axis_name='batch', **self.config.model_kwargs)
+
+  @functools.cached_property
+  def model(self):
+    return NamedInputs(self.net, ('image', 'bits'))  # what the trainer initialises
 
   @property
   def bits(self) -> int:
     return self.config.model_kwargs.message_bits
 
-  def init_inputs(self, image_size=None):
-    size = image_size or self.config.input.image_size
+  def init_inputs(self):
+    size = self.config.input.image_size
     return {'image': jnp.zeros((1, size, size, 3), jnp.float32), 'bits': jnp.zeros((1, self.bits), jnp.float32)}
 
-  def train_batches(self, start_step: int):
-    """Endless batches {'image': uint8 [B, size, size, 3]}, flipped and rotated."""
-    return pipeline.array_train_batches(self.examples, self.config.batch_size, start_step, self.config.seed)
-
-  def eval_batches(self, local_batch: int, image_size=None):
-    batch, steps = pipeline.array_eval_batching(len(self.eval_images), local_batch)
-    images = self.eval_images[jax.process_index()::jax.process_count()]
-    bits = self.eval_bits[jax.process_index()::jax.process_count()]
-    return pipeline.padded_batches({'image': images, 'bits': bits}, batch, steps)
-
-  def num_eval_steps(self, local_batch: int) -> int:
-    return pipeline.array_eval_batching(len(self.eval_images), local_batch)[1]
+  def load_eval(self, image_size):
+    """{'image', 'bits'}: the held-out faces and a fixed message for each, drawn from the seed."""
+    bits = np.random.default_rng(self.config.seed).integers(0, 2, (len(self.eval_images), self.bits))
+    return {'image': self.eval_images, 'bits': bits.astype(np.float32)}
 
   def train_loss(self, params, batch_stats, batch, rng):
     cover = batch['image'].astype(jnp.float32) / 255.0

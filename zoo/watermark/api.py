@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import zoo
-from zoo import checkpoint
+from zoo import checkpoint, metrics
 from zoo.errors import UserError
 
 
@@ -68,10 +68,11 @@ class Watermark:
 
   def extract(self, image) -> np.ndarray:
     """The watermark read from `image`: int [L] of 0 / 1."""
-    return (np.asarray(self._decode(jnp.asarray(_as_float(image)))) > 0.5).astype(np.int32)
+    return np.asarray(metrics.read_bits(self._decode(jnp.asarray(_as_float(image)))))
 
   def bitwise_accuracy(self, image, bits) -> float:
-    return float(np.mean(self.extract(image) == self._check_bits(bits)))
+    """Fraction of the L `bits` that the watermark read from `image` matches (zoo.metrics.bit_accuracy)."""
+    return float(metrics.bit_accuracy(self._decode(jnp.asarray(_as_float(image))), self._check_bits(bits)))
 
   def verify(self, image, claimed_bits, tau: float) -> tuple[bool, float]:
     """(is_real, bitwise accuracy): an image that claims to be the individual whose watermark is `claimed_bits` is

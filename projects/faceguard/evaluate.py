@@ -1,33 +1,34 @@
-"""FaceGuard's evaluation with real codecs and simulated deepfakes: `python -m zoo.watermark.evaluate`.
+"""FaceGuard's evaluation with real codecs and simulated deepfakes: `python -m projects.faceguard.evaluate`.
 
-1. Trains (or finds, in --workdir) the watermark (configs/faceguard.py) and the stand-in deepfake generator
-   (configs/faceguard.py:autoencoder), both at --image_size for --train_steps: reduced recipes that fit a CPU.
-2. Watermarks each of the 20 held-out lfw faces with its own random 32-bit identity (through zoo/watermark/api.py,
-   as a user would) and measures imperceptibility: PSNR / SSIM of the published 8-bit image against the cover.
-3. Post-processes the published images with Pillow, the real non-differentiable operations: JPEG at quality 50..90,
+Yang et al., "FaceGuard: Proactive Deepfake Detection" (2021), embed an identity's watermark in its published
+images, robust to ordinary post-processing and fragile to deepfake manipulation; an image whose watermark no
+longer matches is flagged. This script:
+1. trains (or finds, in --workdir) the watermark (configs/faceguard.py) and the stand-in deepfake generator
+   (configs/faceguard.py:autoencoder), both at --image_size for --train_steps: reduced recipes that fit a CPU;
+2. watermarks each of the 20 held-out lfw faces with its own random 32-bit identity (through zoo/watermark/api.py,
+   as a user would) and measures imperceptibility: PSNR / SSIM of the published 8-bit image against the cover;
+3. post-processes the published images with Pillow, the real non-differentiable operations: JPEG at quality 50..90,
    Gaussian blur of sigma 0.5..2, centre crop keeping 50..90 % of each side, resize by 0.5..2x; and reports the
-   bitwise accuracy of the extracted watermark for each setting (and for the covers, which carry none).
-4. Simulates deepfake manipulation two ways: face replacement (the face region, a feathered ellipse, replaced by
+   bitwise accuracy of the extracted watermark for each setting (and for the covers, which carry none);
+4. simulates deepfake manipulation two ways: face replacement (the face region, a feathered ellipse, replaced by
    another held-out person's face) and re-synthesis (the face passed through the autoencoder, which never saw a
-   watermark).
-5. Calibrates tau on the 80 *training* faces, watermarked and post-processed by every setting: the largest
+   watermark);
+5. calibrates tau on the 80 *training* faces, watermarked and post-processed by every setting: the largest
    threshold (bitwise accuracy at or above it is "real") that flags at most 1 % of them as fake. With that tau it
    reports the false-positive rate on the post-processed held-out faces and the true-positive rate (deepfakes
-   flagged) of each manipulation; writes WORKDIR/tau.json (the CLI's default tau), results.json, table.md and
-   figure.png to --out and the table and figure to the README between its `faceguard-experiments` markers.
+   flagged) of each manipulation; writes WORKDIR/tau.json (the CLI's default tau, projects/faceguard/cli.py), and
+   results.json, table.md and figure.png to --out (default: this folder, beside its README).
 """
 import io
 import json
 import os
-import sys
 
 import numpy as np
 from absl import app, flags
 
-from zoo.errors import UserError
+from projects import common
 from zoo.watermark import manipulation
 
-FLAGS = flags.FLAGS
 JPEG_QUALITIES = (50, 60, 70, 80, 90)
 BLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0)
 CROP_FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -115,8 +116,10 @@ def calibrate_tau(accuracies: np.ndarray, bits: int) -> float:
 
 def run(workdir: str, ae_workdir: str, image_size: int, train_steps: int, ae_steps: int, overrides: dict,
         seed: int = 0):
+  """Trains (or finds) both networks and evaluates the watermark (module docstring). Returns (the results: JSON of
+  results.json, the figure's example images, the watermark), and writes WORKDIR/tau.json."""
   from zoo.data import faces
-  from zoo.inverse.metrics import psnr, ssim
+  from zoo.metrics import psnr, ssim
   from zoo.watermark import api
   from zoo import trainer
   for config, path in ((faceguard_config(image_size, train_steps, overrides), workdir),
@@ -209,37 +212,25 @@ def plot(examples: dict, wm, path: str) -> None:
   plt.close(fig)
 
 
-def main(argv):
-  if len(argv) > 1:
-    sys.exit(f'error: unexpected arguments {argv[1:]}')
-  from zoo.inverse.experiments import write_readme
-  try:
-    results, examples, wm = run(FLAGS.workdir, FLAGS.ae_workdir, FLAGS.image_size, FLAGS.train_steps,
-                                FLAGS.ae_steps, json.loads(FLAGS.config_overrides))
-    os.makedirs(FLAGS.out, exist_ok=True)
-    with open(os.path.join(FLAGS.out, 'results.json'), 'w') as f:
-      json.dump(results, f, indent=1)
-    markdown = table(results)
-    with open(os.path.join(FLAGS.out, 'table.md'), 'w') as f:
-      f.write(markdown + '\n')
-    png = os.path.join(FLAGS.out, 'figure.png')
-    plot(examples, wm, png)
-    if FLAGS.readme:
-      rel = os.path.relpath(png, os.path.dirname(os.path.abspath(FLAGS.readme)) or '.')
-      write_readme(FLAGS.readme, f'{markdown}\n\n![FaceGuard: a watermarked face, post-processed and manipulated]'
-                   f'({rel})', 'faceguard')
-  except UserError as e:
-    sys.exit(f'error: {e}')
-  print(markdown)
-
-
-if __name__ == '__main__':
+def define_flags():
   flags.DEFINE_string('workdir', 'workdirs/faceguard/watermark', 'The watermark is trained (or found) here.')
   flags.DEFINE_string('ae_workdir', 'workdirs/faceguard/autoencoder', 'The deepfake stand-in, likewise.')
   flags.DEFINE_integer('image_size', 32, 'Side of the faces (lfw_subset is 25x25).')
   flags.DEFINE_integer('train_steps', 8000, 'Training steps of the watermark.')
   flags.DEFINE_integer('ae_steps', 1500, 'Training steps of the autoencoder.')
   flags.DEFINE_string('config_overrides', '{}', 'JSON {dotted key: value} for the watermark config.')
-  flags.DEFINE_string('out', 'docs/faceguard', 'Where results.json, table.md and figure.png go.')
-  flags.DEFINE_string('readme', 'README.md', 'README whose faceguard-experiments section is rewritten; empty: none.')
+  flags.DEFINE_string('out', common.project_dir(__file__), 'Where results.json, table.md and figure.png go.')
+
+
+def main(argv):
+  FLAGS = flags.FLAGS
+  def experiment():
+    results, examples, wm = run(FLAGS.workdir, FLAGS.ae_workdir, FLAGS.image_size, FLAGS.train_steps,
+                                FLAGS.ae_steps, common.overrides(FLAGS.config_overrides))
+    return results, table(results), lambda path: plot(examples, wm, path)
+  common.conclude(argv, experiment, FLAGS.out, 'figure.png')
+
+
+if __name__ == '__main__':
+  define_flags()
   app.run(main)

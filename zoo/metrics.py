@@ -1,4 +1,7 @@
-"""Image-quality metrics of the inverse-problem experiments and of the denoising and reconstruction tasks."""
+"""The zoo's shared metrics, one definition each: image quality (PSNR, SSIM, NMSE) of the denoising, reconstruction,
+watermarking and autoencoding tasks and of the plug-and-play solvers, and the bitwise accuracy of a watermark.
+
+Each works per image (or per message) on jax or numpy arrays and returns a jax array; the callers average."""
 import jax
 import jax.numpy as jnp
 
@@ -42,3 +45,14 @@ def nmse(x, reference, axes=(-3, -2, -1)):
   x = jnp.asarray(x, jnp.float32)
   reference = jnp.asarray(reference, jnp.float32)
   return jnp.sum(jnp.square(x - reference), axis=axes) / jnp.sum(jnp.square(reference), axis=axes)
+
+
+def read_bits(decoded):
+  """The bits a watermark decoder's outputs [..., L] stand for: 1 where the output is above 0.5 (the decoder is trained
+  towards the {0, 1} bits), as int32."""
+  return (jnp.asarray(decoded) > 0.5).astype(jnp.int32)
+
+
+def bit_accuracy(decoded, bits):
+  """Fraction of the L bits [..., L] read correctly from the decoder's outputs, per message."""
+  return jnp.mean((read_bits(decoded) == (jnp.asarray(bits) > 0.5)).astype(jnp.float32), axis=-1)

@@ -1,11 +1,12 @@
-"""PD-Net against the classical reconstructions: `python -m zoo.inverse.experiments pdnet`.
+"""PD-Net against the classical reconstructions: `python -m projects.pdnet.experiment [--flags]`.
 
-Cheng et al. (2019) unroll PDHG into a network and relax its fixed updates into learned ones. This experiment puts
-the steps of that progression side by side on the same held-out images and the same Cartesian masks at 4x and 8x:
+Cheng et al., "Model Learning: Primal Dual Networks for Fast MR Imaging" (MICCAI 2019), unroll PDHG into a network
+and relax its fixed updates into learned ones. This experiment puts the steps of that progression side by side on
+the same held-out images and the same Cartesian masks at 4x and 8x:
 1. zero-filled inverse FFT |A* y|;
 2. TV-PDHG (zoo/inverse/tv.py), no learning;
-3. PnP-ADMM (zoo/inverse/pnp.py) with the RealSN SimpleCNN denoiser of the plug-and-play experiment (sigma 15),
-   applied to the real and imaginary parts of the complex image (data_terms.ComplexCSMRI);
+3. PnP-ADMM (zoo/inverse/pnp.py) with the RealSN SimpleCNN denoiser of the plug-and-play project (sigma 15,
+   projects/pnp), applied to the real and imaginary parts of the complex image (data_terms.ComplexCSMRI);
 4. PD-Net `pdhg`: the same PDHG steps, unrolled 10 times, with learned step sizes and TV weight (30 parameters);
 5. PD-Net `learned`: the fully learned primal and dual updates.
 Both PD-Nets are trained by the zoo's trainer (configs/pdnet.py, reduced to fit a CPU: see `pdnet_config`); a
@@ -13,15 +14,17 @@ workdir that already holds the final checkpoint of the same config is reused, on
 Images, phases, masks and measurements come from the reconstruction task (zoo/tasks/reconstruction.py) with the
 config's seed, so every method sees the same k-space. TV's weight and PnP's prox weight are the best of a small grid
 on training crops (simulated with another seed), never on the test images. Output: results.json, table.md and
-figure.png in `out`, and the table and figure in the README between its `pdnet-experiments` markers.
+figure.png in --out (default: this folder, beside its README).
 """
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
+from absl import app, flags, logging
 
+from projects import common
+from projects.pnp import experiment as pnp_experiment
 from zoo.cli import apply_overrides
 from zoo.errors import UserError
 
@@ -34,14 +37,13 @@ PNP_ALPHAS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 TUNING_IMAGES = 6
 TUNING_SEED_OFFSET = 1  # tuning crops draw their phase from config.seed + 1
 DENOISER_SIGMA = 15
-POWER_ITERATIONS = 1000  # on the denoiser's final weights, as the plug-and-play experiment (zoo/inverse/trained.py)
 # Config keys a reused workdir must share with the experiment's config (trainer.train_unless_done).
 MATCHED_KEYS = (('model_kwargs', 'relaxation'), ('kspace', 'mask'), ('kspace', 'accel'), ('kspace', 'mask_seed'),
                 ('input', 'image_size'), ('num_train_steps',))
 
 
 def pdnet_config(relaxation: str, accel: int, image_size: int, steps: int, overrides: dict | None = None):
-  """configs/pdnet.py:cartesian-ACCEL with `relaxation`, trained for `steps` at `image_size`: the recipe of SPEC.md
+  """configs/pdnet.py:cartesian-ACCEL with `relaxation`, trained for `steps` at `image_size`: the config's recipe
   (Adam 1e-3, cosine, batch 8) on smaller images and fewer steps than the paper's, so that a CPU trains it."""
   from configs import pdnet
   c = pdnet.get_config(f'cartesian-{accel}')
@@ -62,24 +64,14 @@ def trained_pdnet(config, workdir: str):
   return zoo.create_model(config.model, **config.model_kwargs), variables['params']
 
 
-def denoiser(workdir: str, data_dir: str, steps: int, overrides: dict):
+def denoiser(workdir: str, data_dir: str | None, steps: int, overrides: dict):
   """The RealSN SimpleCNN (sigma 15) of `workdir` as a function of a complex image's parts [H, W, 2] -> [H, W, 2],
-  each part mapped onto the range the denoiser knows (pnp.rescaled, as the plug-and-play experiment). Trained first
-  when `workdir` has no checkpoint: on the paper's BSD400 when `data_dir` holds it, else on the offline photographs."""
-  from configs import denoiser as denoiser_configs
-  from zoo import checkpoint, trainer
+  each part mapped onto the range the denoiser knows (pnp.rescaled, as the plug-and-play project). Trained there first
+  when it lacks the final step (projects/pnp: on the paper's BSD400 when `data_dir` is given, else on the offline
+  photographs)."""
   from zoo.inverse import pnp, trained
-  if not os.path.isdir(checkpoint.checkpoint_dir(workdir)):
-    c = denoiser_configs.get_config(f'simplecnn-real-{DENOISER_SIGMA}')
-    if os.path.isdir(os.path.join(data_dir, 'train')):
-      c.dataset, c.data_dir, c.eval_split = 'pnp', data_dir, 'Set12'
-    c.num_train_steps = steps
-    c.eval_every_steps = c.checkpoint_every_steps = max(steps // 2, 1)
-    logging.info('training the RealSN denoiser in %s on %s', workdir, c.dataset)
-    trainer.train_and_evaluate(apply_overrides(c, overrides), workdir)
-  model, variables, config = trained.load(workdir, power_iterations=POWER_ITERATIONS)
-  if config['model_kwargs'].get('spectral_norm') != 'real':
-    raise UserError(f'{workdir} holds a denoiser without RealSN ({config["model_kwargs"].get("spectral_norm")})')
+  model, variables, config = pnp_experiment.trained_denoiser(workdir, 'real', DENOISER_SIGMA, steps, data_dir,
+                                                             overrides)
   part = pnp.rescaled(trained.as_function(model, variables), scale=1 + DENOISER_SIGMA / 510)
 
   def denoise(x):
@@ -121,7 +113,7 @@ def pdnet(kspace, mask, model, params):
 
 def scores(recon, target) -> dict:
   """Per-image PSNR / SSIM / NMSE of the reconstruction clipped to [0, 1], as the task's evaluation."""
-  from zoo.inverse.metrics import nmse, psnr, ssim
+  from zoo.metrics import nmse, psnr, ssim
   recon = jnp.clip(jnp.asarray(recon, jnp.float32), 0.0, 1.0)[..., None]
   return {name: np.asarray(f(recon, target)).tolist() for name, f in (('psnr', psnr), ('ssim', ssim), ('nmse', nmse))}
 
@@ -133,7 +125,7 @@ def best_of_grid(grid, reconstruct, kspace, target) -> tuple[float, dict]:
 
 
 def run(*, workdir: str, image_size: int, accels, train_steps: int, pnp_iterations: int, tv_iterations: int,
-        denoiser_workdir: str, denoiser_steps: int, data_dir: str, overrides: dict):
+        denoiser_workdir: str, denoiser_steps: int, data_dir: str | None, overrides: dict):
   """Trains (or finds) the PD-Nets and runs every method on the test problems. Returns the results (scores,
   chosen parameters; JSON) and, per acceleration, the arrays the figure shows: 'mask', 'target', 'recons'."""
   from zoo.data import natural_images
@@ -222,3 +214,38 @@ def plot(results: dict, arrays: dict, path: str, image: int = -1) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=60)
   plt.close(fig)
+
+
+def define_flags():
+  common.define_shared_flags("Optional: the PnP column's denoiser, when trained here, trains on its BSD400 (else on "
+                             'the offline photographs).', 'workdirs/pdnet', 3000,
+                             'PD-Net, at batch 8: WORKDIR/pdnet-RELAXATION-cartesian-ACCEL')
+  flags.DEFINE_integer('image_size', 64, 'Side of the training crops and the test images.')
+  flags.DEFINE_list('accels', ['4', '8'], 'Accelerations of the Cartesian masks.')
+  flags.DEFINE_integer('iterations', 100, 'PnP-ADMM iterations.')
+  flags.DEFINE_integer('tv_iterations', 200, 'TV-PDHG iterations.')
+  flags.DEFINE_string('denoiser_workdir', 'workdirs/pnp/simplecnn-real-15', "The PnP column's RealSN denoiser "
+                      '(sigma 15, the plug-and-play project\'s); trained there first when it lacks the final step.')
+  flags.DEFINE_integer('denoiser_steps', 800, 'Training steps of that denoiser.')
+  flags.DEFINE_string('out', common.project_dir(__file__), 'Where results.json, table.md and figure.png go.')
+
+
+def main(argv):
+  FLAGS = flags.FLAGS
+  def experiment():
+    try:
+      accels = [int(a) for a in FLAGS.accels]
+    except ValueError:
+      raise UserError(f'--accels takes integers, e.g. 4,8; got {",".join(FLAGS.accels)}') from None
+    results, arrays = run(
+        workdir=FLAGS.workdir, image_size=FLAGS.image_size, accels=accels, train_steps=FLAGS.train_steps,
+        pnp_iterations=FLAGS.iterations, tv_iterations=FLAGS.tv_iterations, denoiser_workdir=FLAGS.denoiser_workdir,
+        denoiser_steps=FLAGS.denoiser_steps, data_dir=common.pnp_data_dir(FLAGS.data_dir, required=False),
+        overrides=common.overrides(FLAGS.config_overrides))
+    return results, table(results), lambda path: plot(results, arrays, path)
+  common.conclude(argv, experiment, FLAGS.out, 'figure.png')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

@@ -1,32 +1,25 @@
-"""The experiments of the inverse-problem papers: `python -m zoo.inverse.experiments [pnp|pdnet] [--flags]`.
+"""The plug-and-play paper's experiments, reproduced: `python -m projects.pnp.experiment --data_dir=DIR`.
 
-`pdnet` compares PD-Net with the classical reconstructions (zoo/inverse/pdnet_experiment.py). `pnp` (the default)
-reproduces the plug-and-play paper's experiments, from its data in --data_dir.
-
-Ryu et al. (2019) claim that PnP-ADMM / PnP-FBS converge with a denoiser whose residual I - D is Lipschitz with a
-small enough constant, which real spectral normalisation (RealSN) of every convolution enforces. This script:
+Ryu et al., "Plug-and-Play Methods Provably Converge with Properly Trained Denoisers" (ICML 2019), claim that
+PnP-ADMM / PnP-FBS converge with a denoiser whose residual I - D is Lipschitz with a small enough constant, which
+real spectral normalisation (RealSN) of every convolution enforces. This script:
 1. trains SimpleCNN denoisers at sigma 15 and 40 without SN, with standard SN and with RealSN on the paper's BSD400
    patches (configs/denoiser.py; a workdir that already holds the final checkpoint is reused), and certifies each
    (zoo/inverse/lipschitz.py);
 2. runs compressed-sensing MRI (Brain and Bust, the paper's random / radial / Cartesian masks at 30% and its k-space
    noise; sigma-15 denoisers) and Poisson denoising (the paper's demo image at peak 1; sigma-40 denoisers) with
    PnP-ADMM and PnP-FBS for 100 iterations, with the reference code's parameters (zoo/inverse/pnp.py);
-3. writes results.json, a residual / PSNR plot and a markdown table to --out, and the table and plot into the
-   README between its `pnp-experiments` markers.
+3. writes results.json, table.md and residuals.png to --out (default: this folder, beside its README).
+The paper's data (--data_dir or $ZOO_PNP_DATA) is described in projects/pnp/README.md.
 """
-import json
 import os
-import re
-import sys
 
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
+from projects import common
 from zoo.cli import apply_overrides
-from zoo.errors import UserError
-
-FLAGS = flags.FLAGS
 
 SPECTRAL_NORMS = ('none', 'standard', 'real')
 LABELS = {'none': 'no SN', 'standard': 'standard SN', 'real': 'RealSN'}
@@ -36,23 +29,31 @@ CSMRI = dict(sigma=15, admm_alpha=4.0, fbs_step=0.4)
 POISSON = dict(sigma=40, admm_alpha=0.1, fbs_step=0.1)
 # Spectral-norm vectors are first converged on the trained weights (zoo/inverse/trained.py); no-op without SN.
 POWER_ITERATIONS = 1000
-MODES = ('pnp', 'pdnet')
+# A reused denoiser workdir must hold the same kind of denoiser (trainer.train_unless_done).
+MATCHED_KEYS = (('model',), ('model_kwargs', 'spectral_norm'), ('noise', 'sigma'))
 
 
-def denoiser_config(sn: str, sigma: int, data_dir: str, steps: int):
+def denoiser_config(sn: str, sigma: int, steps: int, data_dir: str | None, overrides: dict):
+  """configs/denoiser.py:simplecnn-SN-SIGMA for `steps`: on the paper's BSD400 (evaluated on Set12) when `data_dir`
+  is given, else on the offline photographs."""
   from configs import denoiser
   c = denoiser.get_config(f'simplecnn-{sn}-{sigma}')
-  c.dataset, c.data_dir, c.eval_split = 'pnp', data_dir, 'Set12'
-  c.num_train_steps, c.eval_every_steps, c.checkpoint_every_steps = steps, 400, 400
-  return apply_overrides(c, json.loads(FLAGS.config_overrides))
+  if data_dir:
+    c.dataset, c.data_dir, c.eval_split = 'pnp', data_dir, 'Set12'
+  c.num_train_steps = steps
+  c.eval_every_steps = c.checkpoint_every_steps = max(steps // 2, 1)
+  return apply_overrides(c, overrides)
 
 
-def trained_denoiser(sn: str, sigma: int):
-  """(model, variables, config) of WORKDIR/simplecnn-SN-SIGMA, trained first when it lacks the final step."""
+def trained_denoiser(workdir: str, sn: str, sigma: int, steps: int, data_dir: str | None, overrides: dict):
+  """(model, variables, config) of the denoiser in `workdir`, trained there first (denoiser_config) when it lacks the
+  final step; its spectral-norm vectors converged on the final weights. A workdir holding another network, spectral
+  norm or noise level is refused."""
   from zoo import trainer
   from zoo.inverse import trained
-  workdir = os.path.join(FLAGS.workdir, f'simplecnn-{sn}-{sigma}')
-  trainer.train_unless_done(denoiser_config(sn, sigma, FLAGS.data_dir, FLAGS.train_steps), workdir)
+  config = denoiser_config(sn, sigma, steps, data_dir, overrides)
+  logging.info('denoiser %s in %s (trained on %s when missing)', config.model, workdir, config.dataset)
+  trainer.train_unless_done(config, workdir, MATCHED_KEYS)
   return trained.load(workdir, power_iterations=POWER_ITERATIONS)
 
 
@@ -64,29 +65,31 @@ def geometric_rate(residuals) -> float:
   return float(np.exp(slope))
 
 
-def run(solver: str, denoiser, term, x0, params: dict, x_true):
+def run(solver: str, denoiser, term, x0, params: dict, x_true, iterations: int) -> dict:
+  """One solver's run: the last iterate's PSNR, PSNR and residual per iteration, their geometric rate."""
   from zoo.inverse import pnp
   if solver == 'admm':
-    x, history = pnp.pnp_admm(denoiser, term, x0, alpha=params['admm_alpha'], iterations=FLAGS.iterations,
-                              x_true=x_true)
+    x, history = pnp.pnp_admm(denoiser, term, x0, alpha=params['admm_alpha'], iterations=iterations, x_true=x_true)
   else:
-    x, history = pnp.pnp_fbs(denoiser, term, x0, step=params['fbs_step'], iterations=FLAGS.iterations,
-                             x_true=x_true)
+    x, history = pnp.pnp_fbs(denoiser, term, x0, step=params['fbs_step'], iterations=iterations, x_true=x_true)
   residual = np.asarray(history['residual'], np.float64)
   return {'psnr': float(np.asarray(history['psnr'])[-1]), 'psnr_history': np.asarray(history['psnr']).tolist(),
           'residual': residual.tolist(), 'rate': geometric_rate(residual),
           'residual_ratio': float(residual[-1] / residual[0]), 'finite': bool(np.all(np.isfinite(np.asarray(x))))}
 
 
-def experiments() -> dict:
+def experiments(data_dir: str, workdir: str, train_steps: int, iterations: int, overrides: dict) -> dict:
+  """Every denoiser (in WORKDIR/simplecnn-SN-SIGMA, trained for `train_steps` on the paper's BSD400 when missing),
+  its certificate, and every solver run on the paper's problems in `data_dir`: the JSON of results.json."""
   from zoo.inverse import data_terms, lipschitz, paper_data, pnp, trained
-  from zoo.inverse.metrics import psnr
-  csmri = paper_data.load_csmri(FLAGS.data_dir)
-  poisson = paper_data.load_demo(FLAGS.data_dir, 'poisson')
+  from zoo.metrics import psnr
+  csmri = paper_data.load_csmri(data_dir)
+  poisson = paper_data.load_demo(data_dir, 'poisson')
   results = {'denoisers': {}, 'csmri': [], 'poisson': []}
   for sigma, params in ((CSMRI['sigma'], CSMRI), (POISSON['sigma'], POISSON)):
     for sn in SPECTRAL_NORMS:
-      model, variables, config = trained_denoiser(sn, sigma)
+      model, variables, config = trained_denoiser(os.path.join(workdir, f'simplecnn-{sn}-{sigma}'), sn, sigma,
+                                                  train_steps, data_dir, overrides)
       report = lipschitz.certify(model, variables, config, config['input']['patch_size'], 500, 3, 64, 100)
       results['denoisers'][f'{sn}-{sigma}'] = {
           'lipschitz_bound': report['lipschitz_bound'], 'jacobian_norm_estimate': report['jacobian_norm_estimate'],
@@ -103,7 +106,7 @@ def experiments() -> dict:
               logging.info('CS-MRI %s %s %s %s', image_name, mask_name, sn, solver)
               results['csmri'].append({'image': image_name, 'mask': mask_name, 'sn': sn, 'solver': solver,
                                        'zero_filled_psnr': float(psnr(x0, image, axes=(-2, -1))),
-                                       **run(solver, denoise, term, x0, params, jnp.asarray(image))})
+                                       **run(solver, denoise, term, x0, params, jnp.asarray(image), iterations)})
       else:
         clean = jnp.asarray(poisson['clean'], jnp.float32) / poisson['maxval']
         term = data_terms.Poisson(y=jnp.asarray(poisson['noisy'], jnp.float32), peak=poisson['peak'])
@@ -113,7 +116,7 @@ def experiments() -> dict:
           logging.info('Poisson %s %s', sn, solver)
           results['poisson'].append({'image': 'demo', 'sn': sn, 'solver': solver,
                                      'noisy_psnr': float(psnr(x0, clean, axes=(-2, -1))),
-                                     **run(solver, d, term, x0, params, clean)})
+                                     **run(solver, d, term, x0, params, clean, iterations)})
   return results
 
 
@@ -186,87 +189,20 @@ def plot(results: dict, path: str) -> None:
   plt.close(fig)
 
 
-def write_readme(readme: str, section: str, mode: str) -> None:
-  """Replaces what stands between the README's `<!-- MODE-experiments:start -->` and `:end -->` markers."""
-  start, end = f'<!-- {mode}-experiments:start -->', f'<!-- {mode}-experiments:end -->'
-  with open(readme) as f:
-    text = f.read()
-  if start not in text or end not in text:
-    raise UserError(f'{readme} has no {start} ... {end} section to write the results into')
-  pattern = re.escape(start) + '.*?' + re.escape(end)
-  text = re.sub(pattern, lambda _: f'{start}\n{section}\n{end}', text, flags=re.S)
-  with open(readme, 'w') as f:
-    f.write(text)
-
-
 def define_flags():
-  """Defined when the script runs, so that importing the module defines no flags."""
-  flags.DEFINE_string('data_dir', os.environ.get('ZOO_PNP_DATA', '../shared/pnp_data'),
-                      "The plug-and-play paper's data (Demo_mat/, train/, Set12/); default $ZOO_PNP_DATA or "
-                      '../shared/pnp_data. pdnet: trains its denoiser on train/ when present.')
-  flags.DEFINE_string('workdir', None, 'Networks are trained (or found) here: pnp: WORKDIR/simplecnn-SN-SIGMA '
-                      '(default workdirs/pnp); pdnet: WORKDIR/pdnet-RELAXATION-cartesian-ACCEL (workdirs/pdnet).')
-  flags.DEFINE_integer('train_steps', None, 'Training steps of each network: pnp: denoisers at batch 128 (default '
-                       '800); pdnet: PD-Nets at batch 8 (default 3000).')
-  flags.DEFINE_string('out', None, 'Where results.json, table.md and the figure go (default docs/MODE).')
-  flags.DEFINE_string('readme', 'README.md', 'README whose MODE-experiments section is rewritten; empty: none.')
+  common.define_shared_flags('Required: its BSD400 trains the denoisers, its CS-MRI and Poisson problems are solved.',
+                             'workdirs/pnp', 800, 'denoiser, at batch 128: WORKDIR/simplecnn-SN-SIGMA')
   flags.DEFINE_integer('iterations', 100, 'Plug-and-play solver iterations.')
-  flags.DEFINE_string('config_overrides', '{}', 'JSON {dotted key: value} applied to every config trained, as '
-                      '--config.KEY=VALUE would be, e.g. \'{"batch_size": 64}\'.')
-  flags.DEFINE_integer('image_size', 64, 'pdnet: side of the training crops and the test images.')
-  flags.DEFINE_list('accels', ['4', '8'], 'pdnet: accelerations of the Cartesian masks.')
-  flags.DEFINE_integer('tv_iterations', 200, 'pdnet: TV-PDHG iterations.')
-  flags.DEFINE_string('denoiser_workdir', 'workdirs/pnp/simplecnn-real-15', "pdnet: the PnP column's RealSN "
-                      'denoiser (sigma 15); trained there first when the directory holds no checkpoint.')
-  flags.DEFINE_integer('denoiser_steps', 800, 'pdnet: training steps of that denoiser when it is trained.')
-
-
-def pnp_main() -> tuple[str, str, str]:
-  results = experiments()
-  with open(os.path.join(FLAGS.out, 'results.json'), 'w') as f:
-    json.dump(results, f)
-  markdown = table(results)
-  png = os.path.join(FLAGS.out, 'residuals.png')
-  plot(results, png)
-  return markdown, png, 'PnP residuals and PSNR per iteration'
-
-
-def pdnet_main() -> tuple[str, str, str]:
-  from zoo.inverse import pdnet_experiment
-  try:
-    accels = [int(a) for a in FLAGS.accels]
-  except ValueError:
-    raise UserError(f'--accels takes integers, e.g. 4,8; got {",".join(FLAGS.accels)}') from None
-  results, arrays = pdnet_experiment.run(
-      workdir=FLAGS.workdir, image_size=FLAGS.image_size, accels=accels, train_steps=FLAGS.train_steps,
-      pnp_iterations=FLAGS.iterations, tv_iterations=FLAGS.tv_iterations, denoiser_workdir=FLAGS.denoiser_workdir,
-      denoiser_steps=FLAGS.denoiser_steps, data_dir=FLAGS.data_dir, overrides=json.loads(FLAGS.config_overrides))
-  with open(os.path.join(FLAGS.out, 'results.json'), 'w') as f:
-    json.dump(results, f, indent=1)
-  png = os.path.join(FLAGS.out, 'figure.png')
-  pdnet_experiment.plot(results, arrays, png)
-  return pdnet_experiment.table(results), png, 'PD-Net and the classical reconstructions at each acceleration'
+  flags.DEFINE_string('out', common.project_dir(__file__), 'Where results.json, table.md and residuals.png go.')
 
 
 def main(argv):
-  mode = argv[1] if len(argv) > 1 else 'pnp'
-  if mode not in MODES or len(argv) > 2:
-    sys.exit(f'error: usage: python -m zoo.inverse.experiments [{"|".join(MODES)}] [--flags]; got {argv[1:]}')
-  defaults = {'pnp': ('workdirs/pnp', 800), 'pdnet': ('workdirs/pdnet', 3000)}[mode]
-  FLAGS.workdir = FLAGS.workdir or defaults[0]
-  FLAGS.train_steps = FLAGS.train_steps or defaults[1]
-  FLAGS.out = FLAGS.out or os.path.join('docs', mode)
-  os.makedirs(FLAGS.out, exist_ok=True)
-  try:
-    markdown, png, caption = pnp_main() if mode == 'pnp' else pdnet_main()
-    with open(os.path.join(FLAGS.out, 'table.md'), 'w') as f:
-      f.write(markdown + '\n')
-    if FLAGS.readme:
-      rel = os.path.relpath(png, os.path.dirname(os.path.abspath(FLAGS.readme)) or '.')
-      write_readme(FLAGS.readme, f'{markdown}\n\n![{caption}]({rel})', mode)
-  except UserError as e:
-    sys.exit(f'error: {e}')
-  print(markdown)
+  FLAGS = flags.FLAGS
+  def experiment():
+    results = experiments(common.pnp_data_dir(FLAGS.data_dir, required=True), FLAGS.workdir, FLAGS.train_steps,
+                          FLAGS.iterations, common.overrides(FLAGS.config_overrides))
+    return results, table(results), lambda path: plot(results, path)
+  common.conclude(argv, experiment, FLAGS.out, 'residuals.png')
 
 
 if __name__ == '__main__':

@@ -1,0 +1,1 @@
+"""The plug-and-play paper (Ryu et al., ICML 2019) reproduced: projects/pnp/README.md."""

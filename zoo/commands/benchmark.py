@@ -1,0 +1,224 @@
+"""Throughput of the zoo's classifiers on any JAX backend; one JSON line per measurement.
+
+  zoo-benchmark --model=resnetrs50 --image_size=160 --batch_size=8 --mode=infer|train \
+      [--dtype=bfloat16] [--parallelism=pmap|shard_map] [--steps=10] [--warmup=2] \
+      [--model_kwargs='{"scan_blocks": true}']
+  zoo-benchmark --all --mode=infer      # every registered classifier at its default resolution
+
+`infer` is the jitted eval forward (BatchNorm from its running statistics). `train` is the trainer's own step
+(zoo/trainer.py: forward, backward, gradient mean over the devices, the optax update and the EMA) with the recipe's
+optimiser and loss from the family's config (configs/resnet_rs.py, configs/volo.py, read from the working directory:
+run it from the repository root), on a synthetic batch of the global `batch_size`, split over the local devices by
+pmap or shard_map as in training. The function is lowered and compiled once (compile_s), called `warmup` times, then
+`steps` times, each call timed alone up to `block_until_ready`: images_per_sec is the median over those calls, with
+the slowest and fastest call. flops_per_image comes from XLA's cost analysis of the lowered step (see `build`);
+achieved FLOP/s is that times images_per_sec, and peak_fraction divides it by the peak measured in the same run: a square matmul in the
+same dtype on the same devices. peak_memory_bytes is what the backend reports (GPU / TPU; null on CPU); xla_flags
+the XLA_FLAGS in effect (zoo/cli.py adds the fast XLA:CPU flags).
+"""
+import functools
+import json
+import os
+import statistics
+import time
+
+from absl import flags
+
+from zoo import cli
+from zoo.errors import UserError
+
+FLAGS = flags.FLAGS
+MODES = ('infer', 'train')
+DTYPES = ('float32', 'bfloat16')
+
+
+def classifiers() -> list[str]:
+  """Registered models that classify (those with a `num_classes` field)."""
+  import zoo
+  return [m for m in zoo.list_models() if 'num_classes' in zoo.model_fields(m)]
+
+
+def family_config(model: str, image_size: int | None):
+  """(config of the family's recipe for `model`, image size): the resolution defaults to the smallest the family
+  publishes for that member (ResNet-RS: the paper's table, e.g. 160 for resnetrs50; VOLO: 224)."""
+  resnet_rs, volo = cli.config_module('configs/resnet_rs.py'), cli.config_module('configs/volo.py')
+  try:
+    if model.startswith('resnetrs'):
+      depth = int(model[len('resnetrs'):])
+      size = image_size or min(r for d, r in resnet_rs.PUBLISHED if d == depth)
+      return resnet_rs.get_config(f'{depth}-{size}'), size
+    if model.startswith('volo_'):
+      size = image_size or volo.PRETRAIN_RES
+      return volo.get_config(f'{model[len("volo_"):]}-{size}'), size
+  except ValueError as e:  # the config's own check of the resolution
+    raise UserError(str(e)) from None
+  raise UserError(f'zoo-benchmark measures the classifiers ({", ".join(classifiers())}), not {model!r}')
+
+
+def matmul_peak(dtype, devices, repeats: int = 5) -> float:
+  """FLOP/s of an n x n matmul in `dtype` on every device at once (median of `repeats` calls): the peak that the
+  model's FLOP/s is compared with. n is 2048 on CPU and 8192 on accelerators, where a smaller product is too short
+  to fill the chip (n=2048 measured 80-107 TFLOP/s in bfloat16 on an H200, whose products reach about 790)."""
+  import jax
+  n = 2048 if devices[0].platform == 'cpu' else 8192
+  x = jax.pmap(lambda k: jax.random.normal(k, (n, n), dtype), devices=devices)(
+      jax.random.split(jax.random.key(0), len(devices)))
+  product = jax.pmap(lambda a: a @ a, devices=devices)
+  jax.block_until_ready(product(x))
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(product(x))
+    times.append(time.perf_counter() - t)
+  return 2.0 * n ** 3 * len(devices) / statistics.median(times)
+
+
+def _cost_flops(stage) -> float | None:
+  """FLOPs of a compiled or lowered function by XLA's cost analysis (None where the backend has none)."""
+  cost = stage.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = (cost or {}).get('flops')
+  return float(flops) if flops and flops > 0 else None
+
+
+def build(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
+          model_kwargs: dict):
+  """(compiled function, its arguments, (outputs, args) -> the next call's args, images per device, compile
+  seconds, the DataParallel, FLOPs of one call).
+
+  FLOPs come from XLA's cost analysis of the lowered step, before the backend's compiler: on GPU the compiled
+  module hands convolutions and matmuls to cuDNN / cuBLAS custom calls, which that analysis does not count (RS-50's
+  training step read 0.27 GFLOP per image compiled on an H200, 13.3 lowered). It counts a loop body once, so for a
+  model that scans its blocks (the deep ResNet-RS members by default) the step is lowered unrolled, which is quick;
+  only the scanned one is compiled."""
+  fn, args, advance, config, dp, per_device = _step(model, image_size, batch_size, mode, dtype, parallelism,
+                                                    model_kwargs)
+  t = time.perf_counter()
+  compiled = fn.lower(*args).compile()
+  compile_s = time.perf_counter() - t
+  counted, counted_args = fn, args
+  if config.model_kwargs.get('scan_blocks'):
+    counted, counted_args = _step(model, image_size, batch_size, mode, dtype, parallelism,
+                                  {**model_kwargs, 'scan_blocks': False})[:2]
+  flops = _cost_flops(counted.lower(*counted_args))
+  return compiled, args, advance, per_device, compile_s, dp, flops
+
+
+def _step(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
+          model_kwargs: dict):
+  """(the function zoo-benchmark times, its arguments, the advance function, the config, the DataParallel, images
+  per device)."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from zoo import trainer
+  from zoo.parallel import DataParallel, check_batch_size
+  from zoo.tasks.classification import ClassificationTask
+  config, size = family_config(model, image_size)
+  config.model = model
+  config.batch_size = batch_size
+  config.input.image_size = size
+  config.model_kwargs.dtype = dtype
+  config.model_kwargs.update(model_kwargs)
+  config.parallelism = parallelism
+  dp = DataParallel(parallelism)
+  local_batch = check_batch_size(batch_size)
+  task = ClassificationTask.without_data(config, num_classes=1000)
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.standard_normal((local_batch, size, size, 3), np.float32),
+           'label': rng.integers(0, 1000, local_batch).astype(np.int32)}
+  batch = dp.put_batch(batch)
+  tx = trainer.optimizer(config, trainer.learning_rate_schedule(config, 1000, 100_000), task.weight_decay_mask)
+  state = trainer.initial_state(task, tx, jax.random.key(config.seed))
+  if mode == 'train':
+    fn = dp.compile(functools.partial(trainer.train_step, task=task, tx=tx, decay=config.ema_decay),
+                    num_sharded=1, num_replicated=1)
+    args = (dp.put_state(state), batch, jax.random.key(1))
+    advance = lambda out, args: (out[0],) + args[1:]  # noqa: E731  (the next call takes the new state)
+  else:
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+
+    def forward(variables, batch):
+      return task.model.apply(variables, batch['image'], train=False).astype(jnp.float32)
+
+    fn = dp.compile(forward, num_sharded=1, donate_state=False, sharded_output=True)
+    args = (dp.put_state(variables), batch)
+    advance = lambda out, args: args  # noqa: E731
+  return fn, args, advance, config, dp, local_batch // len(dp.local_devices)
+
+
+def measure(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
+            steps: int, warmup: int, model_kwargs: dict | None = None) -> dict:
+  import jax
+  compiled, args, advance, per_device, compile_s, dp, flops = build(model, image_size, batch_size, mode, dtype,
+                                                                    parallelism, model_kwargs or {})
+  for _ in range(warmup):
+    args = advance(jax.block_until_ready(compiled(*args)), args)
+  times = []
+  for _ in range(steps):
+    t = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    times.append(time.perf_counter() - t)
+    args = advance(out, args)
+  step_s = statistics.median(times)
+  flops_per_image = flops / per_device if flops else None
+  peak = matmul_peak(jax.numpy.dtype(dtype), dp.local_devices)
+  rate = batch_size / step_s
+  memory = dp.local_devices[0].memory_stats() or {}
+  return {
+      'model': model, 'image_size': args[1]['image'].shape[-2], 'batch_size': batch_size, 'mode': mode,
+      'dtype': dtype, 'parallelism': parallelism, 'backend': jax.default_backend(),
+      'device': dp.local_devices[0].device_kind, 'devices': len(dp.local_devices),
+      'images_per_sec': round(rate, 2), 'images_per_sec_min': round(batch_size / max(times), 2),
+      'images_per_sec_max': round(batch_size / min(times), 2), 'step_s': round(step_s, 4), 'steps': steps,
+      'compile_s': round(compile_s, 2),
+      'gflops_per_image': round(flops_per_image / 1e9, 3) if flops_per_image else None,
+      'achieved_gflops_per_sec': round(flops_per_image * rate / 1e9, 3) if flops_per_image else None,
+      'peak_gflops_per_sec': round(peak / 1e9, 1),
+      'peak_fraction': round(flops_per_image * rate / peak, 3) if flops_per_image else None,
+      'peak_memory_bytes': memory.get('peak_bytes_in_use'), 'model_kwargs': model_kwargs or {},
+      'xla_flags': os.environ.get('XLA_FLAGS', ''),
+  }
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise UserError(f'unexpected arguments {argv[1:]}')
+  import zoo
+  from zoo import faults
+  if FLAGS.mode not in MODES or FLAGS.dtype not in DTYPES:
+    raise UserError(f'--mode must be one of {MODES} and --dtype one of {DTYPES}, got {FLAGS.mode!r}, {FLAGS.dtype!r}')
+  try:
+    kwargs = json.loads(FLAGS.model_kwargs)
+  except json.JSONDecodeError as e:
+    raise UserError(f'--model_kwargs must be a JSON object, e.g. {{"scan_blocks": true}}: {e}') from None
+  if FLAGS.all:
+    models = [(m, None) for m in classifiers()]
+  else:
+    zoo.create_model(FLAGS.model, **kwargs)  # an unknown name or field fails here, in one line
+    models = [(FLAGS.model, FLAGS.image_size or None)]
+  for model, size in models:
+    with faults.out_of_memory_explained(model, FLAGS.batch_size, {'dtype': FLAGS.dtype, 'remat': False, **kwargs},
+                                        size):
+      result = measure(model, size, FLAGS.batch_size, FLAGS.mode, FLAGS.dtype, FLAGS.parallelism, FLAGS.steps,
+                       FLAGS.warmup, kwargs)
+    print(json.dumps(result), flush=True)
+
+
+def define_step_flags(mode: str) -> None:
+  """The flags that pick the measured step, shared with tools/profile_step.py; `mode` is the default mode."""
+  flags.DEFINE_string('model', 'resnetrs50', 'A registered classifier (zoo.list_models()).')
+  flags.DEFINE_integer('image_size', 0, 'Input side; 0: the family default for the model.')
+  flags.DEFINE_integer('batch_size', 8, 'Global batch, split over the local devices.')
+  flags.DEFINE_string('mode', mode, 'infer (eval forward) or train (the trainer\'s step).')
+  flags.DEFINE_string('dtype', 'float32', 'Compute dtype of the model: float32 or bfloat16.')
+  flags.DEFINE_string('parallelism', 'pmap', 'pmap or shard_map, as in training.')
+  flags.DEFINE_string('model_kwargs', '{}', 'JSON overrides of the model\'s fields, e.g. {"scan_blocks": true}.')
+
+
+def run() -> None:
+  define_step_flags(mode='infer')
+  flags.DEFINE_integer('steps', 10, 'Timed calls.')
+  flags.DEFINE_integer('warmup', 2, 'Untimed calls after compiling.')
+  flags.DEFINE_bool('all', False, 'Every registered classifier at its default resolution.')
+  cli.run(main, __doc__)

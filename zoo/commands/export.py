@@ -1,0 +1,80 @@
+"""Exports a trained classifier for inference outside the zoo: `zoo-export --workdir=DIR --out=PATH`.
+
+PATH (a new directory; an existing one is refused) receives:
+- `model.jaxexport`: the eval forward (variables, images NHWC float32) -> logits float32, serialized by `jax.export`
+  (StableHLO). With `--batch_polymorphic` the batch size is symbolic and any batch runs; else it is `--batch_size`.
+- `variables.npz`: the EMA weights, one entry per variable named by its path ('params/stem/conv/kernel').
+- `timm.safetensors`: the same weights under timm's names and torch's layouts, for ResNet-RS and VOLO.
+- `export.json`: model, input size, classes, normalisation.
+Load it with jax alone (no zoo code): `exported = jax.export.deserialize(open('model.jaxexport', 'rb').read())`,
+the npz unflattened on '/', then `exported.call(variables, images)`.
+"""
+import json
+import os
+
+from absl import flags
+
+from zoo import cli
+from zoo.errors import UserError
+
+FLAGS = flags.FLAGS
+
+
+def export(workdir: str, out: str, batch_polymorphic: bool, batch_size: int) -> dict:
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from flax import traverse_util
+  from safetensors.numpy import save_file
+
+  import zoo
+  from zoo import checkpoint
+  if os.path.exists(out):
+    raise UserError(f'{out} exists; zoo-export writes a new directory and never replaces one')
+  config, variables = checkpoint.load_variables(workdir, 'classification',
+                                                train_hint='zoo-train --config=... --workdir=DIR')
+  kwargs = dict(config['model_kwargs'])
+  # Training takes the class count from the dataset; the classifiers' last layer is named 'head' (ResNet-RS, VOLO).
+  kwargs.setdefault('num_classes', int(variables['params']['head']['bias'].shape[-1]))
+  model = zoo.create_model(config['model'], **kwargs)
+  size, channels = config['input']['image_size'], config['input'].get('channels', 3)
+  batch = jax.export.symbolic_shape('batch')[0] if batch_polymorphic else batch_size
+  images = jax.ShapeDtypeStruct((batch, size, size, channels), jnp.float32)
+
+  def forward(variables, images):
+    return model.apply(variables, images, train=False).astype(jnp.float32)
+
+  exported = jax.export.export(jax.jit(forward))(jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                                                              variables), images)
+  flat = {'/'.join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(variables).items()}
+  timm_weights = None
+  if any(config['model'].startswith(p) for p in zoo.convert.TIMM_FAMILIES):
+    timm_weights = zoo.convert.to_timm(config['model'], variables)
+  os.makedirs(out)
+  with open(os.path.join(out, 'model.jaxexport'), 'wb') as f:
+    f.write(exported.serialize())
+  np.savez(os.path.join(out, 'variables.npz'), **flat)
+  if timm_weights is not None:
+    save_file(timm_weights, os.path.join(out, 'timm.safetensors'))
+  meta = {'model': config['model'], 'model_kwargs': kwargs, 'image_size': size, 'channels': channels,
+          'batch': 'any' if batch_polymorphic else batch_size, 'layout': 'NHWC float32',
+          'mean': list(config['input'].get('mean', ())), 'std': list(config['input'].get('std', ())),
+          'weights': 'EMA' if config.get('ema_decay', 0) else 'trained', 'timm': timm_weights is not None}
+  with open(os.path.join(out, 'export.json'), 'w') as f:
+    json.dump(meta, f, indent=1)
+  return meta
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise UserError(f'unexpected arguments {argv[1:]}')
+  print(json.dumps(export(FLAGS.workdir, FLAGS.out, FLAGS.batch_polymorphic, FLAGS.batch_size)))
+
+
+def run() -> None:
+  flags.DEFINE_string('workdir', None, 'A classification training workdir (or zoo-convert output).')
+  flags.DEFINE_string('out', None, 'New directory for the artifact.')
+  flags.DEFINE_bool('batch_polymorphic', False, 'Export with a symbolic batch size.')
+  flags.DEFINE_integer('batch_size', 1, 'The fixed batch size without --batch_polymorphic.')
+  flags.mark_flags_as_required(['workdir', 'out'])
+  cli.run(main, __doc__)
