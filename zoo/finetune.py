@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from zoo import checkpoint
+from zoo import checkpoint, ema
 from zoo.errors import UserError
 
 MAX_NAMES = 8  # variables named in one error message
@@ -30,9 +30,9 @@ def load(source: str) -> tuple[dict, dict]:
       raise UserError(f'init_from={source!r} holds no checkpoint (want a train.py workdir or a zoo.convert output)')
     state = checkpoint.restore_state(mngr, step)
     model = checkpoint.restore_config(mngr, step).get('model')
-  prefix = 'ema_' if 'ema_params' in state else ''
-  logging.info('Initialising from %s: %s step %d, %s weights', source, model, step, 'EMA' if prefix else 'raw')
-  return state[prefix + 'params'], state.get(prefix + 'batch_stats', {})
+  variables, averaged = ema.inference_variables(state)
+  logging.info('Initialising from %s: %s step %d, %s weights', source, model, step, 'EMA' if averaged else 'raw')
+  return variables['params'], variables['batch_stats']
 
 
 def _names(keys) -> str:
