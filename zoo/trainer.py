@@ -18,6 +18,7 @@ from absl import logging
 from zoo import checkpoint, ema, faults, finetune
 from zoo.errors import Preempted, UserError
 from zoo.parallel import AXIS, DataParallel, check_batch_size
+from zoo.registry import model_card
 from zoo.tasks import get_task
 
 
@@ -264,7 +265,7 @@ def restore_or_init(task, tx, mngr, config, workdir: str) -> TrainState:
   target = flax.serialization.to_state_dict(jax.device_get(state))
   found = checkpoint.restore_newest(mngr, workdir, target, lambda saved: check_resume(saved, config))
   if found is None:
-    return init_from(state, tx, config.init_from) if config.init_from else state
+    return init_from(state, tx, config.init_from, model_card(config.model).classifier) if config.init_from else state
   step, saved = found
   logging.info('Resuming from checkpoint step %d', step)
   # The EMA as the run keeps it: a checkpoint's EMA that the run does not keep was not read (zoo/checkpoint.py), one
@@ -277,12 +278,12 @@ def restore_or_init(task, tx, mngr, config, workdir: str) -> TrainState:
   return restored
 
 
-def init_from(state: TrainState, tx, source: str) -> TrainState:
-  """`state` with the weights of `source` (adapted to the model), a fresh optimiser state, and the EMA on them where
-  the run keeps one."""
+def init_from(state: TrainState, tx, source: str, classifier: tuple[str, ...]) -> TrainState:
+  """`state` with the weights of `source` (adapted to the model, whose classifier heads are `classifier`), a fresh
+  optimiser state, and the EMA on them where the run keeps one."""
   params, batch_stats = finetune.load(source)
-  params = finetune.adapt(params, state.params, 'params')
-  batch_stats = finetune.adapt(batch_stats, state.batch_stats, 'batch_stats')
+  params = finetune.adapt(params, state.params, classifier, 'params')
+  batch_stats = finetune.adapt(batch_stats, state.batch_stats, classifier, 'batch_stats')
   state = state.replace(params=params, batch_stats=batch_stats, opt_state=tx.init(params))
   return with_ema(state) if state.ema_params is not None else state
 
