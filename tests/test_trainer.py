@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from tests.helpers import STATE_KEYS, load_params, max_abs_diff, run_cli, tiny_config
-from zoo import trainer
+from zoo import ema, trainer
 from zoo.errors import UserError
 from zoo.parallel import DataParallel
 from zoo.tasks.base import weight_decay_mask
@@ -41,9 +41,9 @@ def test_weight_decay_excludes_batchnorm_and_biases():
 
 
 def test_ema_decay_ramps_like_tensorflow():
-  np.testing.assert_allclose(trainer.ema_decay(0.9999, 0.0), 0.1)
-  np.testing.assert_allclose(trainer.ema_decay(0.9999, 90.0), 0.91)
-  np.testing.assert_allclose(trainer.ema_decay(0.9999, 1e7), 0.9999)
+  np.testing.assert_allclose(ema.decay_at(0.9999, 0.0), 0.1)
+  np.testing.assert_allclose(ema.decay_at(0.9999, 90.0), 0.91)
+  np.testing.assert_allclose(ema.decay_at(0.9999, 1e7), 0.9999)
 
 
 def test_ema_tracks_params_and_batch_stats(tfds_dir, tmp_path):

@@ -315,14 +315,15 @@ def test_adapt_resizes_pos_embed_reinitialises_heads_and_refuses_other_misfits()
             'head': {'kernel': np.ones((4, 10), np.float32), 'bias': np.ones(10, np.float32)}}
   target = {'pos_embed': np.zeros((1, 3, 3, 4), np.float32), 'block': {'kernel': np.zeros((4, 4), np.float32)},
             'head': {'kernel': np.full((4, 64), 2.0, np.float32), 'bias': np.zeros(64, np.float32)}}
-  out = finetune.adapt(source, target)
+  out = finetune.adapt(source, target, ('head',))
   np.testing.assert_allclose(out['pos_embed'], jax.image.resize(source['pos_embed'], (1, 3, 3, 4), 'bicubic'))
   np.testing.assert_array_equal(out['block']['kernel'], source['block']['kernel'])
   np.testing.assert_array_equal(out['head']['kernel'], target['head']['kernel'])  # the new model's init
   with pytest.raises(UserError, match=r'block/kernel \(4, 4\) -> \(4, 5\)'):
-    finetune.adapt(source, {**target, 'block': {'kernel': np.zeros((4, 5), np.float32)}})
+    finetune.adapt(source, {**target, 'block': {'kernel': np.zeros((4, 5), np.float32)}}, ('head',))
   with pytest.raises(UserError, match=r'missing \[extra/kernel\], unexpected \[block/kernel\]'):
-    finetune.adapt(source, {**{k: v for k, v in target.items() if k != 'block'}, 'extra': {'kernel': np.zeros(1)}})
+    finetune.adapt(source, {**{k: v for k, v in target.items() if k != 'block'}, 'extra': {'kernel': np.zeros(1)}},
+                   ('head',))
 
 
 CLI_CONFIG = '''from tests.test_volo_training import tiny_volo_config

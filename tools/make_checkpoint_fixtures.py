@@ -13,7 +13,8 @@ it with the raw and the EMA weights of steps 2 and 3, and `expected.json` the ev
 """
 import os
 
-os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''), '--xla_force_host_platform_device_count=8'])
+if __name__ == '__main__':  # the tests' device count, before jax is imported (the tests import the configs below)
+  os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''), '--xla_force_host_platform_device_count=8'])
 
 import json  # noqa: E402
 import shutil  # noqa: E402

@@ -1,6 +1,7 @@
-"""zoo: a JAX/Flax image-model zoo. `zoo.create_model(name)` builds any registered model."""
+"""zoo: a JAX/Flax image-model zoo. `zoo.create_model(name)` builds any registered model, `zoo.model_card(name)` states
+its facts."""
 from zoo import models  # noqa: F401  (registers the families)
 from zoo import convert
-from zoo.registry import create_model, list_models, model_fields
+from zoo.registry import ModelCard, create_model, list_models, model_card, model_fields
 
-__all__ = ['create_model', 'list_models', 'model_fields', 'convert']
+__all__ = ['create_model', 'list_models', 'model_fields', 'model_card', 'ModelCard', 'convert']

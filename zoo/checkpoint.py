@@ -7,10 +7,12 @@ the same layout with only `params` / `batch_stats`, so `eval.py` reads both.
 """
 import os
 
+import jax
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from zoo import ema
 from zoo.errors import UserError
 
 
@@ -22,7 +24,9 @@ def manager(workdir: str, *, max_to_keep: int | None = 3, async_save: bool = Tru
             read_only: bool = False) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=async_save,
                                          create=not read_only, read_only=read_only)
-  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_names=('state', 'config'))
+  # Handlers named, not inferred on first use, so that a saved state's structure can be read before restoring it.
+  handlers = {'state': ocp.StandardCheckpointHandler(), 'config': ocp.JsonCheckpointHandler()}
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_handlers=handlers)
 
 
 def write_config(workdir: str, config) -> None:
@@ -32,17 +36,29 @@ def write_config(workdir: str, config) -> None:
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: dict, config: dict) -> None:
-  """Saves `state` (a nested dict of arrays) and `config` (JSON-able dict); asynchronous if the manager is. Logs one
-  line (orbax's own records are below the console's default verbosity, zoo/cli.py)."""
+  """Saves `state` (a dict of nested dicts of arrays; its None entries, such as the EMA of a run without one, are
+  not written) and `config` (JSON-able dict); asynchronous if the manager is. Logs one line (orbax's own records are
+  below the console's default verbosity, zoo/cli.py)."""
+  state = {k: v for k, v in state.items() if v is not None}
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)),
             force=True)
   logging.info('saving checkpoint %d to %s', step, mngr.directory / str(step))
 
 
 def restore_state(mngr: ocp.CheckpointManager, step: int, target: dict | None = None) -> dict:
-  """Restores the state of `step`, onto `target`'s structure (for resuming) or as saved (for evaluation)."""
-  restore = ocp.args.StandardRestore(target) if target is not None else ocp.args.StandardRestore()
-  return mngr.restore(step, args=ocp.args.Composite(state=restore))['state']
+  """Restores the state of `step` as saved (for evaluation), or onto `target`'s structure (for resuming). With a
+  target, the result holds the target's entries that are not None and that the checkpoint has: a saved entry that
+  the target does not want is not read (checkpoints of `ema_decay=0` runs written before the EMA became optional hold
+  an EMA), and one that the checkpoint lacks is left to the caller."""
+  if target is None:
+    return mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
+  saved = mngr.item_metadata(step)['state']
+  wanted = {k for k, v in target.items() if v is not None and k in saved}
+  unwanted = {k: jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), saved[k]) for k in saved
+              if k not in wanted}  # the restore reads every saved entry; these are dropped after
+  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(
+      {**{k: target[k] for k in wanted}, **unwanted})))['state']
+  return {k: restored[k] for k in wanted}
 
 
 def restore_config(mngr: ocp.CheckpointManager, step: int) -> dict:
@@ -60,7 +76,6 @@ def restore_newest(mngr: ocp.CheckpointManager, workdir: str, target: dict,
   for a checkpoint of another run, which is not damage. If no step reads back, nothing is moved and the error names
   the newest failure.
   """
-  import jax
   failed = []
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
@@ -103,7 +118,6 @@ def load_variables(workdir: str, task: str, step: int | None = None, train_hint:
   """(config, {'params', 'batch_stats'}) of a `task` workdir at `step` (default: the latest), EMA weights when it has
   them, on the host: what the inference tools (denoisers for PnP, the watermark API, the experiments) start from.
   A workdir without checkpoints, or of another task, is a UserError; `train_hint` says how to train one."""
-  import jax
   missing = UserError(f'no checkpoints in {workdir}' + (f': train one there first ({train_hint})' if train_hint else ''))
   if not os.path.isdir(checkpoint_dir(workdir)):
     raise missing
@@ -115,9 +129,7 @@ def load_variables(workdir: str, task: str, step: int | None = None, train_hint:
     state = restore_state(mngr, step)
   if config.get('task') != task:
     raise UserError(f'{workdir} holds a {config.get("task")} checkpoint of {config.get("model")}, not {task}')
-  prefix = 'ema_' if 'ema_params' in state else ''
-  variables = {'params': state[prefix + 'params'], 'batch_stats': state.get(prefix + 'batch_stats', {})}
-  return config, jax.device_get(variables)
+  return config, jax.device_get(ema.inference_variables(state)[0])
 
 
 def save_pretrained(out_dir: str, variables: dict, config: dict) -> str:

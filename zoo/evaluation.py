@@ -4,7 +4,7 @@ import os
 import jax
 from absl import logging
 
-from zoo import checkpoint
+from zoo import checkpoint, ema
 from zoo.errors import UserError
 from zoo.parallel import DataParallel, check_batch_size
 from zoo.tasks import get_task
@@ -31,9 +31,8 @@ def evaluate_checkpoint(config, workdir: str, *, use_ema: bool = True, image_siz
       raise UserError(f'{workdir} holds a {saved} checkpoint but the config builds {config.model}; '
                       f'pass --config.model={saved} or the config it was trained with')
     state = checkpoint.restore_state(mngr, step)
-  prefix = 'ema_' if use_ema and 'ema_params' in state else ''
-  if use_ema and not prefix:
-    logging.warning('checkpoint has no EMA weights (converted weights?): evaluating its raw weights')
-  variables = {'params': state[prefix + 'params'], 'batch_stats': state.get(prefix + 'batch_stats', {})}
+  variables, averaged = ema.inference_variables(state, use_ema)
+  if use_ema and not averaged:
+    logging.info('the checkpoint has no EMA weights (converted weights, or ema_decay=0): evaluating its weights')
   metrics = evaluate(task, dp, dp.put_state(jax.device_get(variables)), local_batch, image_size)
-  return {**metrics, 'step': int(step), 'ema': bool(prefix)}
+  return {**metrics, 'step': int(step), 'ema': averaged}

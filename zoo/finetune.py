@@ -6,8 +6,8 @@ weights when it has them (they are what eval.py evaluated), else the raw ones. E
 the source's value of the same name. Three cases differ in shape:
   * a position embedding ('pos_embed', (1, h, w, C)) on another token grid is resized bicubically over (h, w), as
     VOLO's and timm's fine-tuning do (jax.image.resize: Keys a=-0.5, where torch's bicubic uses a=-0.75);
-  * a classifier head (a top-level module whose name ends in 'head') of another shape (another num_classes) keeps
-    the new model's initialisation, with a warning;
+  * a classifier head (a top-level module that the model's card lists in `classifier`, zoo.model_card) of another
+    shape (another num_classes) keeps the new model's initialisation, with a warning;
   * anything else, and any name that only one side has, is an error that names the variables.
 """
 import flax
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from zoo import checkpoint
+from zoo import checkpoint, ema
 from zoo.errors import UserError
 
 MAX_NAMES = 8  # variables named in one error message
@@ -30,9 +30,9 @@ def load(source: str) -> tuple[dict, dict]:
       raise UserError(f'init_from={source!r} holds no checkpoint (want a train.py workdir or a zoo.convert output)')
     state = checkpoint.restore_state(mngr, step)
     model = checkpoint.restore_config(mngr, step).get('model')
-  prefix = 'ema_' if 'ema_params' in state else ''
-  logging.info('Initialising from %s: %s step %d, %s weights', source, model, step, 'EMA' if prefix else 'raw')
-  return state[prefix + 'params'], state.get(prefix + 'batch_stats', {})
+  variables, averaged = ema.inference_variables(state)
+  logging.info('Initialising from %s: %s step %d, %s weights', source, model, step, 'EMA' if averaged else 'raw')
+  return variables['params'], variables['batch_stats']
 
 
 def _names(keys) -> str:
@@ -47,9 +47,9 @@ def _is_pos_embed(key, source, target) -> bool:
           and (source.shape[0], source.shape[-1]) == (target.shape[0], target.shape[-1]))
 
 
-def adapt(source, target, collection: str = 'params'):
+def adapt(source, target, classifier: tuple[str, ...], collection: str = 'params'):
   """`source`'s values on the structure and shapes of `target`, the new model's initial values (rules in the module
-  docstring); `collection` names the tree in errors."""
+  docstring); `classifier` names the model's classifier heads, `collection` the tree in errors."""
   src = flax.traverse_util.flatten_dict(source)
   tgt = flax.traverse_util.flatten_dict(target)
   missing, extra = set(tgt) - set(src), set(src) - set(tgt)
@@ -64,7 +64,7 @@ def adapt(source, target, collection: str = 'params'):
     elif _is_pos_embed(key, old, new):
       out[key] = jax.image.resize(jnp.asarray(old, jnp.float32), new.shape, 'bicubic').astype(new.dtype)
       logging.info('init_from: %s resized from %s to %s (bicubic)', '/'.join(key), old.shape, new.shape)
-    elif key[0].endswith('head'):
+    elif key[0] in classifier:
       out[key] = new
       reinitialised.append(key)
     else:

@@ -14,20 +14,22 @@ import jax.numpy as jnp
 import optax
 from absl import logging
 
-from zoo import checkpoint, faults, finetune
+from zoo import checkpoint, ema, faults, finetune
 from zoo.errors import Preempted, UserError
 from zoo.parallel import AXIS, DataParallel, check_batch_size
+from zoo.registry import model_card
 from zoo.tasks import get_task
 
 
 @flax.struct.dataclass
 class TrainState:
+  """What a checkpoint holds; the EMA fields are None in a run without EMA (`ema_decay=0`, zoo/ema.py)."""
   step: jax.Array
   params: Any
   batch_stats: Any
   opt_state: Any
-  ema_params: Any
-  ema_batch_stats: Any
+  ema_params: Any = None
+  ema_batch_stats: Any = None
 
 
 def learning_rate_schedule(config, steps_per_epoch: int, total_steps: int):
@@ -61,11 +63,6 @@ def optimizer(config, schedule, decay_mask) -> optax.GradientTransformation:
   raise UserError(f"optimizer must be 'sgd' or 'adamw', got {config.optimizer!r}")
 
 
-def ema_decay(decay: float, step):
-  """TF's ExponentialMovingAverage with num_updates: the decay ramps up as min(decay, (1 + t) / (10 + t))."""
-  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
-
-
 def train_step(state: TrainState, batch, rng, *, task, tx, decay):
   """One step on one device's share of the batch; gradients are averaged over the 'batch' axis.
 
@@ -81,11 +78,10 @@ def train_step(state: TrainState, batch, rng, *, task, tx, decay):
   grads = jax.lax.pmean(grads, AXIS)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  d = ema_decay(decay, state.step)
-  new_state = state.replace(
-      params=params, batch_stats=batch_stats, opt_state=opt_state,
-      ema_params=optax.incremental_update(params, state.ema_params, 1.0 - d),
-      ema_batch_stats=optax.incremental_update(batch_stats, state.ema_batch_stats, 1.0 - d))
+  new_state = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state)
+  if state.ema_params is not None:
+    averages = ema.update(state.ema_params, state.ema_batch_stats, params, batch_stats, ema.decay_at(decay, state.step))
+    new_state = new_state.replace(ema_params=averages[0], ema_batch_stats=averages[1])
   grad_norm = optax.global_norm(grads)
   finite = jnp.isfinite(jax.lax.pmean(loss, AXIS)) & jnp.isfinite(grad_norm)
   new_state = jax.tree.map(functools.partial(jnp.where, finite), new_state, state).replace(step=state.step + 1)
@@ -99,11 +95,18 @@ def eval_step(variables, batch, *, task):
 
 
 def initial_state(task, tx, rng) -> TrainState:
+  """Step 0: the model's initial variables, the optimiser's state, and the EMA on them if the task's config keeps
+  one (`ema_decay` > 0)."""
   variables = jax.jit(functools.partial(task.model.init, train=False))(rng, task.init_inputs())
-  params, batch_stats = variables['params'], variables.get('batch_stats', {})
-  copy = functools.partial(jax.tree.map, jnp.array)  # own buffers: donation must not see one array twice
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                    opt_state=tx.init(params), ema_params=copy(params), ema_batch_stats=copy(batch_stats))
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
+                     batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(variables['params']))
+  return with_ema(state) if task.config.ema_decay > 0 else state
+
+
+def with_ema(state: TrainState) -> TrainState:
+  """`state` with its EMA restarted at its weights."""
+  ema_params, ema_batch_stats = ema.start(state.params, state.batch_stats)
+  return state.replace(ema_params=ema_params, ema_batch_stats=ema_batch_stats)
 
 
 def total_steps(config, steps_per_epoch: int) -> int:
@@ -198,10 +201,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
                        config.batch_size, rejected.total)
           pending, t0, step0 = [], time.perf_counter(), step
         if step % config.eval_every_steps == 0 or step == num_steps:
-          variables = {'params': state.ema_params, 'batch_stats': state.ema_batch_stats}
+          variables, averaged = ema.inference_variables(flax.serialization.to_state_dict(state))
           eval_metrics = evaluate(task, dp, variables, local_batch, step_fn=eval_fn)
           writer.write_scalars(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
-          logging.info('eval (EMA) at step %d: %s', step, eval_metrics)
+          logging.info('eval (%s) at step %d: %s', 'EMA' if averaged else 'trained weights', step, eval_metrics)
           t0 = time.perf_counter()
         saved = step % config.checkpoint_every_steps == 0 or step == num_steps
         if saved:
@@ -263,19 +266,27 @@ def restore_or_init(task, tx, mngr, config, workdir: str) -> TrainState:
   target = flax.serialization.to_state_dict(jax.device_get(state))
   found = checkpoint.restore_newest(mngr, workdir, target, lambda saved: check_resume(saved, config))
   if found is None:
-    return init_from(state, tx, config.init_from) if config.init_from else state
-  logging.info('Resuming from checkpoint step %d', found[0])
-  return flax.serialization.from_state_dict(state, found[1])
+    return init_from(state, tx, config.init_from, model_card(config.model).classifier) if config.init_from else state
+  step, saved = found
+  logging.info('Resuming from checkpoint step %d', step)
+  # The EMA as the run keeps it: a checkpoint's EMA that the run does not keep was not read (zoo/checkpoint.py), one
+  # that the checkpoint lacks (trained with ema_decay=0) restarts at the weights.
+  bare = state.replace(ema_params=None, ema_batch_stats=None)
+  restored = flax.serialization.from_state_dict(bare, {**dict.fromkeys(target), **saved})
+  if state.ema_params is not None and restored.ema_params is None:
+    logging.warning('checkpoint %d holds no EMA (trained with ema_decay=0): the EMA starts at its weights', step)
+    return with_ema(restored)
+  return restored
 
 
-def init_from(state: TrainState, tx, source: str) -> TrainState:
-  """`state` with the weights of `source` (adapted to the model), a fresh optimiser state, and the EMA on them."""
+def init_from(state: TrainState, tx, source: str, classifier: tuple[str, ...]) -> TrainState:
+  """`state` with the weights of `source` (adapted to the model, whose classifier heads are `classifier`), a fresh
+  optimiser state, and the EMA on them where the run keeps one."""
   params, batch_stats = finetune.load(source)
-  params = finetune.adapt(params, state.params, 'params')
-  batch_stats = finetune.adapt(batch_stats, state.batch_stats, 'batch_stats')
-  copy = functools.partial(jax.tree.map, jnp.array)
-  return state.replace(params=params, batch_stats=batch_stats, opt_state=tx.init(params), ema_params=copy(params),
-                       ema_batch_stats=copy(batch_stats))
+  params = finetune.adapt(params, state.params, classifier, 'params')
+  batch_stats = finetune.adapt(batch_stats, state.batch_stats, classifier, 'batch_stats')
+  state = state.replace(params=params, batch_stats=batch_stats, opt_state=tx.init(params))
+  return with_ema(state) if state.ema_params is not None else state
 
 
 def report_train(writer, step: int, num_steps: int, train: dict, lr: float, rate: float, batch_size: int,

@@ -15,7 +15,7 @@ import numpy as np
 from flax import traverse_util
 
 from zoo.errors import UserError
-from zoo.registry import create_model, list_models
+from zoo.registry import create_model, list_models, model_card
 
 # File entries that carry no weights: BatchNorm's step counter.
 IGNORED_SUFFIXES = ('.num_batches_tracked',)
@@ -42,22 +42,29 @@ class TimmFamily:
   input_shape: tuple[int, ...] | Callable[..., tuple[int, ...]] = (1, 224, 224, 3)
 
 
-TIMM_FAMILIES: dict[str, TimmFamily] = {}
+TIMM_FAMILIES: dict[str, TimmFamily] = {}  # by the family name of the model cards
 
 
-def register_timm(prefix: str, family: TimmFamily) -> None:
-  """Makes zoo models whose name starts with `prefix` convertible from timm."""
-  if prefix in TIMM_FAMILIES:
-    raise ValueError(f'timm mapping {prefix!r} is registered twice')
-  TIMM_FAMILIES[prefix] = family
+def register_timm(family_name: str, family: TimmFamily) -> None:
+  """Makes the zoo models of `family_name` (their cards' `family`) that have a `timm_name` convertible from timm."""
+  if family_name in TIMM_FAMILIES:
+    raise ValueError(f'timm mapping {family_name!r} is registered twice')
+  TIMM_FAMILIES[family_name] = family
+
+
+def convertible(name: str) -> bool:
+  """Whether timm weights convert to and from the zoo model `name`: a registered model whose card names timm's."""
+  if name not in list_models():
+    return False
+  card = model_card(name)
+  return card.timm_name is not None and card.family in TIMM_FAMILIES
 
 
 def _family(name: str) -> TimmFamily:
-  prefixes = [p for p in TIMM_FAMILIES if name.startswith(p)]
-  if not prefixes:
-    convertible = [m for m in list_models() if any(m.startswith(p) for p in TIMM_FAMILIES)]
-    raise UserError(f'no timm weights mapping for {name!r}; convertible models: {", ".join(convertible)}')
-  return TIMM_FAMILIES[max(prefixes, key=len)]
+  if not convertible(name):
+    names = [m for m in list_models() if convertible(m)]
+    raise UserError(f'no timm weights mapping for {name!r}; convertible models: {", ".join(names)}')
+  return TIMM_FAMILIES[model_card(name).family]
 
 
 def torch_layout(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:

@@ -58,4 +58,4 @@ def guess(state_dict: dict) -> str:
   return f'{name or "volo_d1"}({", ".join(args)})'
 
 
-register_timm('volo_', TimmFamily(timm_key, guess, input_shape=lambda model: (1, *model.image_hw, 3)))
+register_timm('volo', TimmFamily(timm_key, guess, input_shape=lambda model: (1, *model.image_hw, 3)))

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from zoo.models import layers
 from zoo.models.spectral_norm import MODES, SpectralNorm
 from zoo.errors import UserError
-from zoo.registry import register_model
+from zoo.registry import ModelCard, register_model
 
 
 class DnCNN(nn.Module):
@@ -56,5 +56,7 @@ class DnCNN(nn.Module):
     return x - self.residual(x, train)
 
 
-register_model('dncnn', DnCNN)
-register_model('simplecnn', DnCNN, depth=4, batch_norm=False)
+# Trained on 40x40 patches of grey images in [0, 1], not normalised; fully convolutional, they denoise any size.
+register_model('dncnn', DnCNN, ModelCard('denoisers', 'denoising', 40, 'configs/denoiser.py:dncnn-real-25'))
+register_model('simplecnn', DnCNN, ModelCard('denoisers', 'denoising', 40, 'configs/denoiser.py:simplecnn-real-15'),
+               depth=4, batch_norm=False)

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from zoo.errors import UserError
 from zoo.models import layers
-from zoo.registry import register_model
+from zoo.registry import ModelCard, register_model
 
 MESSAGE_LAYOUTS = ('spatial', 'broadcast')
 
@@ -225,5 +225,7 @@ class FaceAutoencoder(nn.Module):
     return nn.sigmoid(nn.Conv(3, (3, 3), padding='SAME', dtype=dt, name='to_rgb')(h).astype(jnp.float32))
 
 
-register_model('faceguard', FaceGuard)
-register_model('face_autoencoder', FaceAutoencoder)
+# Both work on 64x64 RGB faces in [0, 1], not normalised (configs/faceguard.py).
+register_model('faceguard', FaceGuard, ModelCard('faceguard', 'watermarking', 64, 'configs/faceguard.py'))
+register_model('face_autoencoder', FaceAutoencoder,
+               ModelCard('faceguard', 'autoencoding', 64, 'configs/faceguard.py:autoencoder'))

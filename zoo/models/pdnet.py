@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from zoo.errors import UserError
 from zoo.inverse import mri, tv
 from zoo.models import layers
-from zoo.registry import register_model
+from zoo.registry import ModelCard, register_model
 
 RELAXATIONS = ('learned', 'pdhg')
 # The TV weight that reconstructs a 64x64 Shepp-Logan phantom from 4x Cartesian samples best among 0.003 / 0.01 /
@@ -156,4 +156,5 @@ class PDNet(nn.Module):
     return jnp.abs(self.primal(kspace, mask))[..., None]
 
 
-register_model('pdnet', PDNet)
+# Reconstructs 128x128 images from k-space and its mask (configs/pdnet.py); any size works.
+register_model('pdnet', PDNet, ModelCard('pdnet', 'reconstruction', 128, 'configs/pdnet.py:cartesian-4'))

@@ -15,7 +15,7 @@ import flax.linen as nn
 from zoo.errors import UserError
 from zoo.models.layers import (StochasticDepth, as_dtype, avg_pool_2x2_ceil, conv_init, loop_friendly_conv,
                                same_padding)
-from zoo.registry import register_model
+from zoo.registry import imagenet_card, register_model
 
 # Blocks per stage of the seven published depths.
 DEPTHS = {
@@ -27,6 +27,10 @@ DEPTHS = {
     350: (4, 36, 72, 4),
     420: (4, 44, 87, 4),
 }
+# The released weights of each depth (the paper's TF1 release, as timm ports them: resnetrs{depth}.tf_in1k): the
+# side they are evaluated at and the centre-crop fraction there.
+RELEASED = {50: (160, 0.91), 101: (192, 0.94), 152: (256, 1.0), 200: (256, 1.0), 270: (256, 1.0), 350: (288, 1.0),
+            420: (320, 1.0)}
 STAGE_WIDTHS = (64, 128, 256, 512)  # bottleneck widths; each block outputs 4x
 STEM_WIDTHS = (32, 32, 64)
 EXPANSION = 4
@@ -216,5 +220,7 @@ class ResNetRS(nn.Module):
     return x
 
 
-for _depth in DEPTHS:
-  register_model(f'resnetrs{_depth}', ResNetRS, depth=_depth)
+for _depth, (_size, _crop) in RELEASED.items():
+  register_model(f'resnetrs{_depth}', ResNetRS, imagenet_card(
+      'resnetrs', _size, _crop, f'configs/resnet_rs.py:{_depth}-{_size}', ('head',), f'resnetrs{_depth}.tf_in1k'),
+      depth=_depth)

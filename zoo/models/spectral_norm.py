@@ -28,6 +28,8 @@ import jax.numpy as jnp
 from zoo.errors import UserError
 
 MODES = (None, 'standard', 'real')
+# The names of the power-iteration vectors in `collection`: the weights' EMA copies them (zoo/ema.py).
+VECTORS = ('u', 'v')
 
 
 def _normalise(x, eps: float):
@@ -62,8 +64,9 @@ class SpectralNorm(nn.Module):
       return v0, _normalise(op(v0), self.eps)
 
     initial = first_vectors() if self.is_initializing() else (None, None)
-    v_var = self.variable(self.collection, 'v', lambda: initial[0])
-    u_var = self.variable(self.collection, 'u', lambda: initial[1])
+    u_name, v_name = VECTORS
+    v_var = self.variable(self.collection, v_name, lambda: initial[0])
+    u_var = self.variable(self.collection, u_name, lambda: initial[1])
     u, v = u_var.value, v_var.value
     if update_stats and not self.is_initializing():
       v = _normalise(op_t(u)[0], self.eps)

@@ -34,7 +34,7 @@ import numpy as np
 
 from zoo.errors import UserError
 from zoo.models.layers import StochasticDepth, as_dtype, avg_pool_2x2_ceil, conv_init, same_padding
-from zoo.registry import register_model
+from zoo.registry import imagenet_card, register_model
 
 PATCH_SIZE = 8  # the stem's reduction: tokens at 1/8 of the image
 POOLING_SCALE = 2  # the downsample after the outlookers: tokens at 1/16 from then on
@@ -422,5 +422,8 @@ def resize_pos_embed(tree, image_size):
   return {**tree, 'params': params} if has_collections else params
 
 
+# Every member's released weights at 224 (VOLO's repository, as timm ports them: volo_d*_224.sail_in1k) are evaluated
+# at a 0.96 centre crop; `head` and `aux_head` both classify (token labelling's inference rule).
 for _name, _config in VARIANTS.items():
-  register_model(_name, VOLO, **_config)
+  register_model(_name, VOLO, imagenet_card('volo', 224, 0.96, f'configs/volo.py:{_name[len("volo_"):]}-224',
+                                            ('head', 'aux_head'), f'{_name}_224.sail_in1k'), **_config)
