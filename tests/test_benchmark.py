@@ -16,39 +16,61 @@ FIELDS = {'model', 'image_size', 'batch_size', 'mode', 'dtype', 'parallelism', '
 @pytest.mark.parametrize('mode,parallelism,gflops,kwargs', [('infer', 'pmap', (4.3, 4.5), {}),
                                                             ('train', 'shard_map', (13.4, 14.8), {}),
                                                             ('infer', 'pmap', (4.3, 4.5), {'scan_blocks': True})])
-def test_resnetrs50_at_160(mode, parallelism, gflops, kwargs):
+def test_resnetrs50_at_160_flops(mode, parallelism, gflops, kwargs):
   """XLA's cost analysis of RS-50 at 160, the batch of 8 split over 8 devices: 4.41 GFLOP per image inference, 13.4
   for forward and backward (a plain model's step); the trainer's step adds the optimiser's and the EMA's elementwise
   work on 35.7 M parameters and the select that rejects a non-finite step (measured: 14.5), here all charged to the
   one image of each device. Scanned blocks are counted from the unrolled lowering (XLA counts a loop body once: 2.7
-  GFLOP for the scanned forward itself)."""
-  r = benchmark.measure('resnetrs50', None, 8, mode, 'float32', parallelism, steps=2, warmup=1, model_kwargs=kwargs)
+  GFLOP for the scanned forward itself). Lowered only: nothing of RS-50 is compiled."""
+  flops = benchmark.step_flops('resnetrs50', None, 8, mode, 'float32', parallelism, kwargs)
+  assert gflops[0] <= flops / 1e9 <= gflops[1]
+
+
+# A ResNet-RS small enough to compile in seconds: what `measure` reports does not depend on the model's size.
+SMALL = {'stage_depths': [1, 1, 1, 1], 'width_multiplier': 0.25}
+
+
+@pytest.mark.parametrize('mode,parallelism', [('infer', 'pmap'), ('train', 'shard_map')])
+def test_measure_reports_consistent_numbers(mode, parallelism):
+  r = benchmark.measure('resnetrs50', 32, 8, mode, 'float32', parallelism, steps=3, warmup=1, model_kwargs=SMALL)
   assert set(r) == FIELDS
-  assert (r['image_size'], r['devices'], r['backend'], r['peak_memory_bytes']) == (160, 8, 'cpu', None)
-  assert gflops[0] <= r['gflops_per_image'] <= gflops[1]
+  assert (r['image_size'], r['devices'], r['backend'], r['peak_memory_bytes'], r['steps']) == (32, 8, 'cpu', None, 3)
+  flops = benchmark.step_flops('resnetrs50', 32, 8, mode, 'float32', parallelism, SMALL)
+  # Up to the rounding of the printed numbers: 4 significant digits, images_per_sec to 0.01, step_s to 0.0001.
+  assert r['gflops_per_image'] == pytest.approx(flops / 1e9, rel=1e-3)  # one image per device
   assert 0 < r['images_per_sec_min'] <= r['images_per_sec'] <= r['images_per_sec_max']
-  # Up to the rounding of the printed numbers (images_per_sec to 0.01, achieved_gflops_per_sec to 0.1).
-  assert r['achieved_gflops_per_sec'] == pytest.approx(r['gflops_per_image'] * r['images_per_sec'], rel=0.01,
-                                                       abs=0.005 * r['gflops_per_image'] + 0.05)
+  assert r['step_s'] == pytest.approx(8 / r['images_per_sec'], rel=0.01)
+  assert r['achieved_gflops_per_sec'] == pytest.approx(r['gflops_per_image'] * r['images_per_sec'], rel=0.01)
+  assert r['peak_fraction'] == pytest.approx(r['achieved_gflops_per_sec'] / r['peak_gflops_per_sec'], rel=0.01)
   assert 0 < r['peak_fraction'] < 1.5 and r['compile_s'] > 0
 
 
 def test_default_resolutions_and_classifiers():
+  """The classifiers are the models whose card says so; each is measured by default at its card's input size, with
+  its card's recipe at that size."""
   assert benchmark.classifiers() == ['resnetrs101', 'resnetrs152', 'resnetrs200', 'resnetrs270', 'resnetrs350',
                                      'resnetrs420', 'resnetrs50', 'volo_d1', 'volo_d2', 'volo_d3', 'volo_d4',
                                      'volo_d5']
-  sizes = {m: benchmark.family_config(m, None)[1] for m in benchmark.classifiers()}
-  assert sizes == {'resnetrs50': 160, 'resnetrs101': 160, 'resnetrs152': 192, 'resnetrs200': 256, 'resnetrs270': 256,
-                   'resnetrs350': 256, 'resnetrs420': 320, 'volo_d1': 224, 'volo_d2': 224, 'volo_d3': 224,
-                   'volo_d4': 224, 'volo_d5': 224}
+  configs = {m: benchmark.family_config(m, None) for m in benchmark.classifiers()}
+  assert {m: size for m, (_, size) in configs.items()} == {
+      'resnetrs50': 160, 'resnetrs101': 192, 'resnetrs152': 256, 'resnetrs200': 256, 'resnetrs270': 256,
+      'resnetrs350': 288, 'resnetrs420': 320, 'volo_d1': 224, 'volo_d2': 224, 'volo_d3': 224, 'volo_d4': 224,
+      'volo_d5': 224}
+  assert all((c.model, c.input.image_size) == (m, size) for m, (c, size) in configs.items())
+  config, size = benchmark.family_config('resnetrs152', 192)
+  assert (config.input.image_size, size, config.model_kwargs.dropout_rate) == (192, 192, 0.25)
+  config, _ = benchmark.family_config('volo_d3', 448)
+  assert (config.input.image_size, config.input.crop_pct) == (448, 1.0)
 
 
 def test_cli_prints_one_json_line():
+  small = {'layers': [1, 1, 1, 1], 'embed_dims': [32, 64, 64, 64], 'num_heads': [2, 2, 2, 2], 'stem_hidden_dim': 16}
   code, out, err = run_cli('benchmark.py', '--model=volo_d1', '--image_size=32', '--batch_size=2', '--steps=2',
-                           '--warmup=1', '--dtype=bfloat16', devices=2)
+                           '--warmup=1', '--dtype=bfloat16', f'--model_kwargs={json.dumps(small)}', devices=2)
   assert code == 0, err[-2000:]
   result = json.loads(out.strip())
   assert (result['model'], result['image_size'], result['dtype'], result['devices']) == ('volo_d1', 32, 'bfloat16', 2)
+  assert result['model_kwargs'] == small and result['steps'] == 2
 
 
 @pytest.mark.parametrize('args,message', [

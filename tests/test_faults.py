@@ -92,7 +92,7 @@ def test_sigkill_mid_save_sigterm_and_sigkill_at_a_random_moment_end_in_the_same
 def test_a_non_finite_step_leaves_the_state_unchanged(tfds_dir):
   """A batch with a NaN pixel: the step is rejected on every device, only the step counter moves."""
   c = tiny_config(tfds_dir, batch_size=8)
-  task = ClassificationTask.without_data(c, num_classes=10)
+  task = ClassificationTask(c, num_classes=10)
   tx = trainer.optimizer(c, trainer.learning_rate_schedule(c, 100, 1000), task.weight_decay_mask)
   dp = DataParallel('pmap')
   step = dp.compile(lambda s, b, r: trainer.train_step(s, b, r, task=task, tx=tx, decay=0.9), 1, 1)

@@ -118,7 +118,14 @@ def load_variables(workdir: str, task: str, step: int | None = None, train_hint:
   """(config, {'params', 'batch_stats'}) of a `task` workdir at `step` (default: the latest), EMA weights when it has
   them, on the host: what the inference tools (denoisers for PnP, the watermark API, the experiments) start from.
   A workdir without checkpoints, or of another task, is a UserError; `train_hint` says how to train one."""
-  missing = UserError(f'no checkpoints in {workdir}' + (f': train one there first ({train_hint})' if train_hint else ''))
+  return load_inference_variables(workdir, task, step, train_hint)[:2]
+
+
+def load_inference_variables(workdir: str, task: str, step: int | None = None,
+                             train_hint: str = '') -> tuple[dict, dict, bool]:
+  """load_variables, and whether the variables are the EMA (zoo.ema.inference_variables)."""
+  hint = f': train one there first ({train_hint})' if train_hint else ''
+  missing = UserError(f'no checkpoints in {workdir}{hint}')
   if not os.path.isdir(checkpoint_dir(workdir)):
     raise missing
   with manager(workdir, read_only=True) as mngr:
@@ -129,7 +136,8 @@ def load_variables(workdir: str, task: str, step: int | None = None, train_hint:
     state = restore_state(mngr, step)
   if config.get('task') != task:
     raise UserError(f'{workdir} holds a {config.get("task")} checkpoint of {config.get("model")}, not {task}')
-  return config, jax.device_get(ema.inference_variables(state)[0])
+  variables, is_ema = ema.inference_variables(state)
+  return config, jax.device_get(variables), is_ema
 
 
 def save_pretrained(out_dir: str, variables: dict, config: dict) -> str:

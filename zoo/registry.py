@@ -27,7 +27,8 @@ class ModelCard:
   interpolation: the resize filter of that evaluation (timm's data config; the zoo's tf.data pipeline resizes
     bilinearly); None likewise.
   mean, std: per channel, of images scaled to [0, 1], that the input is normalised by; None where it is not.
-  recipe: the config that trains it, as passed to --config (e.g. 'configs/resnet_rs.py:50-160').
+  recipe: the config that trains it, as passed to --config (e.g. 'configs/resnet_rs.py:50-160'); a classifier's
+    argument ends with '-<input size>', which zoo-benchmark replaces to measure it at another size.
   classifier: the top-level params of its classifier heads, whose shape follows num_classes; () for no classifier.
   timm_name: the timm model (and pretrained tag) whose weights zoo.convert maps onto it; None where timm has none.
   """

@@ -7,14 +7,14 @@
 
 `infer` is the jitted eval forward (BatchNorm from its running statistics). `train` is the trainer's own step
 (zoo/trainer.py: forward, backward, gradient mean over the devices, the optax update and the EMA) with the recipe's
-optimiser and loss from the family's config (configs/resnet_rs.py, configs/volo.py, read from the working directory:
-run it from the repository root), on a synthetic batch of the global `batch_size`, split over the local devices by
-pmap or shard_map as in training. The function is lowered and compiled once (compile_s), called `warmup` times, then
-`steps` times, each call timed alone up to `block_until_ready`: images_per_sec is the median over those calls, with
-the slowest and fastest call. flops_per_image comes from XLA's cost analysis of the lowered step (see `build`);
-achieved FLOP/s is that times images_per_sec, and peak_fraction divides it by the peak measured in the same run: a square matmul in the
-same dtype on the same devices. peak_memory_bytes is what the backend reports (GPU / TPU; null on CPU); xla_flags
-the XLA_FLAGS in effect (zoo/cli.py adds the fast XLA:CPU flags).
+optimiser and loss from the config its model card names (configs/resnet_rs.py, configs/volo.py, read from the working
+directory: run it from the repository root), on a synthetic batch of the global `batch_size`, split over the local
+devices by pmap or shard_map as in training. The function is lowered and compiled once (compile_s), called `warmup`
+times, then `steps` times, each call timed alone up to `block_until_ready`: images_per_sec is the median over those
+calls, with the slowest and fastest call. flops_per_image comes from XLA's cost analysis of the lowered step (see
+`build`); achieved FLOP/s is that times images_per_sec, and peak_fraction divides it by the peak measured in the same
+run: a square matmul in the same dtype on the same devices. peak_memory_bytes is what the backend reports (GPU / TPU;
+null on CPU); xla_flags the XLA_FLAGS in effect (zoo/cli.py adds the fast XLA:CPU flags).
 """
 import functools
 import json
@@ -33,26 +33,25 @@ DTYPES = ('float32', 'bfloat16')
 
 
 def classifiers() -> list[str]:
-  """Registered models that classify (those with a `num_classes` field)."""
+  """Registered models whose card's task is classification."""
   import zoo
-  return [m for m in zoo.list_models() if 'num_classes' in zoo.model_fields(m)]
+  return [m for m in zoo.list_models() if zoo.model_card(m).task == 'classification']
 
 
 def family_config(model: str, image_size: int | None):
-  """(config of the family's recipe for `model`, image size): the resolution defaults to the smallest the family
-  publishes for that member (ResNet-RS: the paper's table, e.g. 160 for resnetrs50; VOLO: 224)."""
-  resnet_rs, volo = cli.config_module('configs/resnet_rs.py'), cli.config_module('configs/volo.py')
+  """(config of `model`'s recipe, image size): the recipe its card names ('configs/resnet_rs.py:50-160'), with the
+  size its argument ends with replaced by `image_size`; that defaults to the card's input size, the one its released
+  weights are evaluated at."""
+  import zoo
+  card = zoo.model_card(model)
+  if card.task != 'classification':
+    raise UserError(f'zoo-benchmark measures the classifiers ({", ".join(classifiers())}), not {model!r}')
+  size = image_size or card.input_size
+  path, _, arg = card.recipe.partition(':')
   try:
-    if model.startswith('resnetrs'):
-      depth = int(model[len('resnetrs'):])
-      size = image_size or min(r for d, r in resnet_rs.PUBLISHED if d == depth)
-      return resnet_rs.get_config(f'{depth}-{size}'), size
-    if model.startswith('volo_'):
-      size = image_size or volo.PRETRAIN_RES
-      return volo.get_config(f'{model[len("volo_"):]}-{size}'), size
+    return cli.config_module(path).get_config(f'{arg.rsplit("-", 1)[0]}-{size}'), size
   except ValueError as e:  # the config's own check of the resolution
     raise UserError(str(e)) from None
-  raise UserError(f'zoo-benchmark measures the classifiers ({", ".join(classifiers())}), not {model!r}')
 
 
 def matmul_peak(dtype, devices, repeats: int = 5) -> float:
@@ -84,24 +83,28 @@ def _cost_flops(stage) -> float | None:
 def build(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
           model_kwargs: dict):
   """(compiled function, its arguments, (outputs, args) -> the next call's args, images per device, compile
-  seconds, the DataParallel, FLOPs of one call).
-
-  FLOPs come from XLA's cost analysis of the lowered step, before the backend's compiler: on GPU the compiled
-  module hands convolutions and matmuls to cuDNN / cuBLAS custom calls, which that analysis does not count (RS-50's
-  training step read 0.27 GFLOP per image compiled on an H200, 13.3 lowered). It counts a loop body once, so for a
-  model that scans its blocks (the deep ResNet-RS members by default) the step is lowered unrolled, which is quick;
-  only the scanned one is compiled."""
-  fn, args, advance, config, dp, per_device = _step(model, image_size, batch_size, mode, dtype, parallelism,
-                                                    model_kwargs)
+  seconds, the DataParallel, FLOPs of one call)."""
+  step = _step(model, image_size, batch_size, mode, dtype, parallelism, model_kwargs)
+  fn, args, advance, _, dp, per_device = step
   t = time.perf_counter()
   compiled = fn.lower(*args).compile()
   compile_s = time.perf_counter() - t
-  counted, counted_args = fn, args
-  if config.model_kwargs.get('scan_blocks'):
-    counted, counted_args = _step(model, image_size, batch_size, mode, dtype, parallelism,
-                                  {**model_kwargs, 'scan_blocks': False})[:2]
-  flops = _cost_flops(counted.lower(*counted_args))
+  flops = step_flops(model, image_size, batch_size, mode, dtype, parallelism, model_kwargs, step)
   return compiled, args, advance, per_device, compile_s, dp, flops
+
+
+def step_flops(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
+               model_kwargs: dict, step: tuple | None = None) -> float | None:
+  """FLOPs of one call of the step on one device, from XLA's cost analysis of the lowered step (`step`: _step's
+  result for these arguments, if built already), before the backend's compiler: on GPU the compiled module hands
+  convolutions and matmuls to cuDNN / cuBLAS custom calls, which that analysis does not count (RS-50's training step
+  read 0.27 GFLOP per image compiled on an H200, 13.3 lowered). It counts a loop body once, so for a model that scans
+  its blocks (the deep ResNet-RS members by default) the unrolled step is lowered instead, which is quick."""
+  fn, args, _, config, _, _ = step or _step(model, image_size, batch_size, mode, dtype, parallelism, model_kwargs)
+  if config.model_kwargs.get('scan_blocks'):
+    unrolled = {**model_kwargs, 'scan_blocks': False}
+    fn, args = _step(model, image_size, batch_size, mode, dtype, parallelism, unrolled)[:2]
+  return _cost_flops(fn.lower(*args))
 
 
 def _step(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
@@ -123,7 +126,7 @@ def _step(model: str, image_size: int | None, batch_size: int, mode: str, dtype:
   config.parallelism = parallelism
   dp = DataParallel(parallelism)
   local_batch = check_batch_size(batch_size)
-  task = ClassificationTask.without_data(config, num_classes=1000)
+  task = ClassificationTask(config, num_classes=1000)
   rng = np.random.default_rng(0)
   batch = {'image': rng.standard_normal((local_batch, size, size, 3), np.float32),
            'label': rng.integers(0, 1000, local_batch).astype(np.int32)}
@@ -145,6 +148,11 @@ def _step(model: str, image_size: int | None, batch_size: int, mode: str, dtype:
     args = (dp.put_state(variables), batch)
     advance = lambda out, args: args  # noqa: E731
   return fn, args, advance, config, dp, local_batch // len(dp.local_devices)
+
+
+def _significant(x: float, digits: int = 4) -> float:
+  """`x` to `digits` significant digits: FLOP counts span a small test model's 0.01 GFLOP to RS-420's 100s."""
+  return float(f'{x:.{digits}g}')
 
 
 def measure(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
@@ -172,10 +180,10 @@ def measure(model: str, image_size: int | None, batch_size: int, mode: str, dtyp
       'images_per_sec': round(rate, 2), 'images_per_sec_min': round(batch_size / max(times), 2),
       'images_per_sec_max': round(batch_size / min(times), 2), 'step_s': round(step_s, 4), 'steps': steps,
       'compile_s': round(compile_s, 2),
-      'gflops_per_image': round(flops_per_image / 1e9, 3) if flops_per_image else None,
-      'achieved_gflops_per_sec': round(flops_per_image * rate / 1e9, 3) if flops_per_image else None,
+      'gflops_per_image': _significant(flops_per_image / 1e9) if flops_per_image else None,
+      'achieved_gflops_per_sec': _significant(flops_per_image * rate / 1e9) if flops_per_image else None,
       'peak_gflops_per_sec': round(peak / 1e9, 1),
-      'peak_fraction': round(flops_per_image * rate / peak, 3) if flops_per_image else None,
+      'peak_fraction': _significant(flops_per_image * rate / peak) if flops_per_image else None,
       'peak_memory_bytes': memory.get('peak_bytes_in_use'), 'model_kwargs': model_kwargs or {},
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
   }

@@ -3,9 +3,10 @@
 PATH (a new directory; an existing one is refused) receives:
 - `model.jaxexport`: the eval forward (variables, images NHWC float32) -> logits float32, serialized by `jax.export`
   (StableHLO). With `--batch_polymorphic` the batch size is symbolic and any batch runs; else it is `--batch_size`.
-- `variables.npz`: the EMA weights, one entry per variable named by its path ('params/stem/conv/kernel').
+- `variables.npz`: the weights evaluation uses (the EMA where the run kept one), one entry per variable named by
+  its path ('params/stem/conv/kernel').
 - `timm.safetensors`: the same weights under timm's names and torch's layouts, for ResNet-RS and VOLO.
-- `export.json`: model, input size, classes, normalisation.
+- `export.json`: model, input size, classes, normalisation, and the model card's crop and resize filter.
 Load it with jax alone (no zoo code): `exported = jax.export.deserialize(open('model.jaxexport', 'rb').read())`,
 the npz unflattened on '/', then `exported.call(variables, images)`.
 """
@@ -31,11 +32,12 @@ def export(workdir: str, out: str, batch_polymorphic: bool, batch_size: int) -> 
   from zoo import checkpoint
   if os.path.exists(out):
     raise UserError(f'{out} exists; zoo-export writes a new directory and never replaces one')
-  config, variables = checkpoint.load_variables(workdir, 'classification',
-                                                train_hint='zoo-train --config=... --workdir=DIR')
+  config, variables, is_ema = checkpoint.load_inference_variables(workdir, 'classification',
+                                                                  train_hint='zoo-train --config=... --workdir=DIR')
   kwargs = dict(config['model_kwargs'])
-  # Training takes the class count from the dataset; the classifiers' last layer is named 'head' (ResNet-RS, VOLO).
-  kwargs.setdefault('num_classes', int(variables['params']['head']['bias'].shape[-1]))
+  card = zoo.model_card(config['model'])
+  # Training takes the class count from the dataset; the card names the classifier heads that it shapes.
+  kwargs.setdefault('num_classes', int(variables['params'][card.classifier[0]]['bias'].shape[-1]))
   model = zoo.create_model(config['model'], **kwargs)
   size, channels = config['input']['image_size'], config['input'].get('channels', 3)
   batch = jax.export.symbolic_shape('batch')[0] if batch_polymorphic else batch_size
@@ -48,7 +50,7 @@ def export(workdir: str, out: str, batch_polymorphic: bool, batch_size: int) -> 
                                                               variables), images)
   flat = {'/'.join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(variables).items()}
   timm_weights = None
-  if any(config['model'].startswith(p) for p in zoo.convert.TIMM_FAMILIES):
+  if zoo.convert.convertible(config['model']):
     timm_weights = zoo.convert.to_timm(config['model'], variables)
   os.makedirs(out)
   with open(os.path.join(out, 'model.jaxexport'), 'wb') as f:
@@ -59,7 +61,9 @@ def export(workdir: str, out: str, batch_polymorphic: bool, batch_size: int) -> 
   meta = {'model': config['model'], 'model_kwargs': kwargs, 'image_size': size, 'channels': channels,
           'batch': 'any' if batch_polymorphic else batch_size, 'layout': 'NHWC float32',
           'mean': list(config['input'].get('mean', ())), 'std': list(config['input'].get('std', ())),
-          'weights': 'EMA' if config.get('ema_decay', 0) else 'trained', 'timm': timm_weights is not None}
+          'crop_pct': card.crop_pct, 'interpolation': card.interpolation,
+          'weights': 'EMA' if is_ema else 'trained',
+          'timm': card.timm_name if timm_weights is not None else None}
   with open(os.path.join(out, 'export.json'), 'w') as f:
     json.dump(meta, f, indent=1)
   return meta

@@ -86,11 +86,6 @@ class ClassificationTask(Task):
     super().__init__(config)
     self._num_classes = num_classes
 
-  @classmethod
-  def without_data(cls, config, num_classes: int):
-    """The task with `num_classes` outputs and no data set (benchmark.py)."""
-    return cls(config, num_classes)
-
   @functools.cached_property
   def builder(self):
     from zoo.data import pipeline  # tf.data: imported by the methods that read data, so that the model, loss and
