@@ -64,6 +64,13 @@ class DataParallel:
       return flax.jax_utils.replicate(state, self.local_devices)
     return jax.device_put(state, NamedSharding(self.mesh, P()))
 
+  def state_shapes(self, state):
+    """The shapes, dtypes and shardings that `put_state` gives `state` (whose leaves may be jax.ShapeDtypeStruct):
+    what lowering a step needs, without the state itself."""
+    if self.mode == 'pmap':
+      return jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(self.local_devices), *x.shape), x.dtype), state)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(self.mesh, P())), state)
+
   def get_state(self, state):
     """The state as host numpy arrays, one copy."""
     if self.mode == 'pmap':

@@ -99,11 +99,18 @@ def eval_step(variables, batch, *, task):
 RUN_ONCE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
 
 
-def initial_state(task, tx, rng) -> TrainState:
+def initial_state(task, tx, rng, abstract: bool = False) -> TrainState:
   """Step 0: the model's initial variables, the optimiser's state, and the EMA on them if the task's config keeps
-  one (`ema_decay` > 0)."""
-  init = jax.jit(functools.partial(task.model.init, train=False)).lower(rng, task.init_inputs())
-  variables = init.compile(compiler_options=RUN_ONCE)(rng, task.init_inputs())
+  one (`ema_decay` > 0). With `abstract`, only its shapes and dtypes (jax.ShapeDtypeStruct leaves), computed without
+  compiling anything: what lowering a step for its cost analysis needs."""
+  init = functools.partial(task.model.init, train=False)
+  if abstract:
+    return jax.eval_shape(lambda key: _state(task, tx, init(key, task.init_inputs())), rng)
+  variables = jax.jit(init).lower(rng, task.init_inputs()).compile(compiler_options=RUN_ONCE)(rng, task.init_inputs())
+  return _state(task, tx, variables)
+
+
+def _state(task, tx, variables) -> TrainState:
   state = TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
                      batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(variables['params']))
   return with_ema(state) if task.config.ema_decay > 0 else state

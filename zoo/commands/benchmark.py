@@ -95,22 +95,24 @@ def build(model: str, image_size: int | None, batch_size: int, mode: str, dtype:
 
 def step_flops(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
                model_kwargs: dict, step: tuple | None = None) -> float | None:
-  """FLOPs of one call of the step on one device, from XLA's cost analysis of the lowered step (`step`: _step's
-  result for these arguments, if built already), before the backend's compiler: on GPU the compiled module hands
-  convolutions and matmuls to cuDNN / cuBLAS custom calls, which that analysis does not count (RS-50's training step
-  read 0.27 GFLOP per image compiled on an H200, 13.3 lowered). It counts a loop body once, so for a model that scans
-  its blocks (the deep ResNet-RS members by default) the unrolled step is lowered instead, which is quick."""
-  fn, args, _, config, _, _ = step or _step(model, image_size, batch_size, mode, dtype, parallelism, model_kwargs)
+  """FLOPs of one call of the step on one device, from XLA's cost analysis of the lowered step (`step`: _step's result
+  for these arguments, if built already), before the backend's compiler, of its state's shapes alone (nothing is
+  compiled): on GPU the compiled module hands convolutions and matmuls to cuDNN / cuBLAS custom calls, which that
+  analysis does not count (RS-50's training step read 0.27 GFLOP per image compiled on an H200, 13.3 lowered). It
+  counts a loop body once, so for a model that scans its blocks (the deep ResNet-RS members by default) the unrolled
+  step is lowered instead, which is quick."""
+  fn, args, _, config, _, _ = step or _step(model, image_size, batch_size, mode, dtype, parallelism, model_kwargs,
+                                            abstract=True)
   if config.model_kwargs.get('scan_blocks'):
     unrolled = {**model_kwargs, 'scan_blocks': False}
-    fn, args = _step(model, image_size, batch_size, mode, dtype, parallelism, unrolled)[:2]
+    fn, args = _step(model, image_size, batch_size, mode, dtype, parallelism, unrolled, abstract=True)[:2]
   return _cost_flops(fn.lower(*args))
 
 
 def _step(model: str, image_size: int | None, batch_size: int, mode: str, dtype: str, parallelism: str,
-          model_kwargs: dict):
+          model_kwargs: dict, abstract: bool = False):
   """(the function zoo-benchmark times, its arguments, the advance function, the config, the DataParallel, images
-  per device)."""
+  per device). With `abstract`, the state among the arguments is its shapes only: enough to lower the function."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -132,11 +134,12 @@ def _step(model: str, image_size: int | None, batch_size: int, mode: str, dtype:
            'label': rng.integers(0, 1000, local_batch).astype(np.int32)}
   batch = dp.put_batch(batch)
   tx = trainer.optimizer(config, trainer.learning_rate_schedule(config, 1000, 100_000), task.weight_decay_mask)
-  state = trainer.initial_state(task, tx, jax.random.key(config.seed))
+  state = trainer.initial_state(task, tx, jax.random.key(config.seed), abstract)
+  place = dp.state_shapes if abstract else dp.put_state
   if mode == 'train':
     fn = dp.compile(functools.partial(trainer.train_step, task=task, tx=tx, decay=config.ema_decay),
                     num_sharded=1, num_replicated=1)
-    args = (dp.put_state(state), batch, jax.random.key(1))
+    args = (place(state), batch, jax.random.key(1))
     advance = lambda out, args: (out[0],) + args[1:]  # noqa: E731  (the next call takes the new state)
   else:
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
@@ -145,7 +148,7 @@ def _step(model: str, image_size: int | None, batch_size: int, mode: str, dtype:
       return task.model.apply(variables, batch['image'], train=False).astype(jnp.float32)
 
     fn = dp.compile(forward, num_sharded=1, donate_state=False, sharded_output=True)
-    args = (dp.put_state(variables), batch)
+    args = (place(variables), batch)
     advance = lambda out, args: args  # noqa: E731
   return fn, args, advance, config, dp, local_batch // len(dp.local_devices)
 

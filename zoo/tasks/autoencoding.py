@@ -7,26 +7,16 @@ the PSNR of the re-synthesised held-out faces.
 """
 import functools
 
-import flax
 import jax.numpy as jnp
-from clu import metrics
 
 import zoo
 from zoo.metrics import psnr
 from zoo.tasks.arrays import FaceTask
+from zoo.tasks.base import averages
 
 
-@flax.struct.dataclass
-class TrainMetrics(metrics.Collection):
-  loss: metrics.Average.from_output('loss')
-  psnr: metrics.Average.from_output('psnr')
-  grad_norm: metrics.Average.from_output('grad_norm')
-
-
-@flax.struct.dataclass
-class EvalMetrics(metrics.Collection):
-  loss: metrics.Average.from_output('loss')
-  psnr: metrics.Average.from_output('psnr')
+TrainMetrics = averages('loss', 'psnr', 'grad_norm')
+EvalMetrics = averages('loss', 'psnr')
 
 
 class AutoencodingTask(FaceTask):

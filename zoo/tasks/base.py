@@ -6,12 +6,18 @@ no data set: they build a `Task` from the config (`zoo.tasks.get_task`) and use 
 import abc
 
 import jax
+from clu import metrics
 
 
 def weight_decay_mask(params):
   """Weight decay applies to convolution and dense kernels only: never to norm parameters, biases, or VOLO's
   position embedding and class token (timm's rule for VOLO: no decay for 1-D tensors and {pos_embed, cls_token})."""
   return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == 'kernel', params)
+
+
+def averages(*names: str) -> type[metrics.Collection]:
+  """A clu metrics Collection of the (mask-weighted) mean of each named output over the examples it is given."""
+  return metrics.Collection.create(**{name: metrics.Average.from_output(name) for name in names})
 
 
 class Task(abc.ABC):

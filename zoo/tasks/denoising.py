@@ -9,31 +9,20 @@ noisy input.
 """
 import functools
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from clu import metrics
 
 import zoo
 from zoo.data import natural_images
 from zoo.errors import UserError
 from zoo.metrics import psnr
 from zoo.tasks.arrays import ArrayTask
+from zoo.tasks.base import averages
 
 
-@flax.struct.dataclass
-class TrainMetrics(metrics.Collection):
-  loss: metrics.Average.from_output('loss')
-  psnr: metrics.Average.from_output('psnr')
-  grad_norm: metrics.Average.from_output('grad_norm')
-
-
-@flax.struct.dataclass
-class EvalMetrics(metrics.Collection):
-  loss: metrics.Average.from_output('loss')
-  psnr: metrics.Average.from_output('psnr')
-  psnr_noisy: metrics.Average.from_output('psnr_noisy')
+TrainMetrics = averages('loss', 'psnr', 'grad_norm')
+EvalMetrics = averages('loss', 'psnr', 'psnr_noisy')
 
 
 class DenoisingTask(ArrayTask):

@@ -18,13 +18,11 @@ NMSE of the output clipped to [0, 1], and the PSNR of the zero-filled |A* y|, cl
 """
 import functools
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import skimage.data
 import skimage.transform
-from clu import metrics
 
 import zoo
 from zoo.data import fastmri, natural_images
@@ -33,6 +31,7 @@ from zoo.errors import UserError
 from zoo.inverse import mri
 from zoo.metrics import nmse, psnr, ssim
 from zoo.tasks.arrays import ArrayTask
+from zoo.tasks.base import averages
 from zoo.tasks.inputs import NamedInputs
 
 DATASETS = ('skimage', 'fastmri')
@@ -41,20 +40,8 @@ DATASETS = ('skimage', 'fastmri')
 PHASE_CYCLES = 2.0
 
 
-@flax.struct.dataclass
-class TrainMetrics(metrics.Collection):
-  loss: metrics.Average.from_output('loss')
-  psnr: metrics.Average.from_output('psnr')
-  grad_norm: metrics.Average.from_output('grad_norm')
-
-
-@flax.struct.dataclass
-class EvalMetrics(metrics.Collection):
-  loss: metrics.Average.from_output('loss')
-  psnr: metrics.Average.from_output('psnr')
-  ssim: metrics.Average.from_output('ssim')
-  nmse: metrics.Average.from_output('nmse')
-  psnr_zero_filled: metrics.Average.from_output('psnr_zero_filled')
+TrainMetrics = averages('loss', 'psnr', 'grad_norm')
+EvalMetrics = averages('loss', 'psnr', 'ssim', 'nmse', 'psnr_zero_filled')
 
 
 def smooth_phase(noise):

@@ -23,16 +23,15 @@ projects/faceguard/evaluate.py.
 """
 import functools
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from clu import metrics
 
 import zoo
 from zoo.errors import UserError
 from zoo.metrics import bit_accuracy, psnr, ssim
 from zoo.tasks.arrays import FaceTask
+from zoo.tasks.base import averages
 from zoo.tasks.inputs import NamedInputs
 from zoo.watermark import manipulation, noise
 
@@ -46,26 +45,9 @@ EVAL_NOISE = {
 }
 
 
-@flax.struct.dataclass
-class TrainMetrics(metrics.Collection):
-  loss: metrics.Average.from_output('loss')
-  image_mse: metrics.Average.from_output('image_mse')
-  message_mse: metrics.Average.from_output('message_mse')
-  bit_accuracy: metrics.Average.from_output('bit_accuracy')
-  psnr: metrics.Average.from_output('psnr')
-  grad_norm: metrics.Average.from_output('grad_norm')
-
-
-@flax.struct.dataclass
-class EvalMetrics(metrics.Collection):
-  psnr: metrics.Average.from_output('psnr')
-  ssim: metrics.Average.from_output('ssim')
-  bit_accuracy: metrics.Average.from_output('bit_accuracy')
-  bit_accuracy_jpeg50: metrics.Average.from_output('bit_accuracy_jpeg50')
-  bit_accuracy_blur1: metrics.Average.from_output('bit_accuracy_blur1')
-  bit_accuracy_crop70: metrics.Average.from_output('bit_accuracy_crop70')
-  bit_accuracy_resize50: metrics.Average.from_output('bit_accuracy_resize50')
-  bit_accuracy_face_replaced: metrics.Average.from_output('bit_accuracy_face_replaced')
+TrainMetrics = averages('loss', 'image_mse', 'message_mse', 'bit_accuracy', 'psnr', 'grad_norm')
+EvalMetrics = averages('psnr', 'ssim', 'bit_accuracy', 'bit_accuracy_jpeg50', 'bit_accuracy_blur1', 'bit_accuracy_crop70',
+                       'bit_accuracy_resize50', 'bit_accuracy_face_replaced')
 
 
 def _bce(logits, label: float):
