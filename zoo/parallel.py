@@ -61,14 +61,20 @@ class DataParallel:
   def put_state(self, state):
     """Copies a host (unreplicated) state onto every device."""
     if self.mode == 'pmap':
-      return flax.jax_utils.replicate(state, self.local_devices)
+      # One copy per device along a leading axis, sharded as the step's own outputs are (a mesh axis named AXIS):
+      # the state a step returns then takes the same compiled step as the state put here. (flax.jax_utils.replicate
+      # names its mesh axis otherwise, and the training step compiled a second time at its second call.)
+      n = len(self.local_devices)
+      return jax.tree.map(lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (n, *np.shape(x))),
+                                                   self._local_sharding), state)
     return jax.device_put(state, NamedSharding(self.mesh, P()))
 
   def state_shapes(self, state):
     """The shapes, dtypes and shardings that `put_state` gives `state` (whose leaves may be jax.ShapeDtypeStruct):
     what lowering a step needs, without the state itself."""
     if self.mode == 'pmap':
-      return jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(self.local_devices), *x.shape), x.dtype), state)
+      return jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(self.local_devices), *x.shape), x.dtype,
+                                                         sharding=self._local_sharding), state)
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(self.mesh, P())), state)
 
   def get_state(self, state):
