@@ -1,4 +1,5 @@
 """The training loop: schedule, weight decay, EMA, eval padding, data parallelism, resume."""
+import functools
 import os
 
 import jax
@@ -7,10 +8,11 @@ import numpy as np
 import optax
 import pytest
 
-from tests.helpers import STATE_KEYS, load_params, max_abs_diff, run_cli, tiny_config
+from tests.helpers import STATE_KEYS, init_variables, load_params, max_abs_diff, run_cli, tiny_config
 from zoo import ema, trainer
 from zoo.errors import UserError
 from zoo.parallel import DataParallel
+from zoo.tasks import get_task
 from zoo.tasks.base import weight_decay_mask
 
 
@@ -23,6 +25,7 @@ def test_learning_rate_schedule_values(tfds_dir):
   np.testing.assert_allclose(schedule(150), 0.0, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_weight_decay_excludes_batchnorm_and_biases():
   import zoo
   model = zoo.create_model('resnetrs50', stage_depths=(1, 1, 1, 1), width_multiplier=0.125, num_classes=10)
@@ -46,6 +49,7 @@ def test_ema_decay_ramps_like_tensorflow():
   np.testing.assert_allclose(ema.decay_at(0.9999, 1e7), 0.9999)
 
 
+@pytest.mark.slow
 def test_ema_tracks_params_and_batch_stats(tfds_dir, tmp_path):
   c = tiny_config(tfds_dir, num_train_steps=1, checkpoint_every_steps=1, keep_checkpoints=5)
   workdir = str(tmp_path / 'w')
@@ -56,7 +60,7 @@ def test_ema_tracks_params_and_batch_stats(tfds_dir, tmp_path):
   # Initial parameters: a fresh init with the same seed.
   from zoo.tasks import get_task
   task = get_task(c)
-  init = task.model.init(jax.random.key(c.seed), task.init_inputs(), train=False)
+  init = init_variables(task.model, c.seed, task.init_inputs(), train=False)
   d = 0.1  # min(0.99, (1 + 0) / (10 + 0)) at the first step
   for kind, ema in (('params', 'ema_params'), ('batch_stats', 'ema_batch_stats')):
     expected = jax.tree.map(lambda old, new: d * old + (1 - d) * new, init[kind], state[kind])
@@ -76,6 +80,7 @@ def test_eval_pads_the_last_batch_and_counts_every_example(tfds_dir):
   assert np.bincount(labels).tolist() == [99, 106, 102, 92, 82, 117, 89, 107, 105, 101]
 
 
+@pytest.mark.slow
 def test_eval_metrics_equal_direct_computation(tfds_dir):
   """Top-1 over 1,000 examples on 8 devices with a padded last batch equals the plain count."""
   from zoo.data import pipeline
@@ -83,7 +88,7 @@ def test_eval_metrics_equal_direct_computation(tfds_dir):
   from zoo.tasks import get_task
   c = tiny_config(tfds_dir, batch_size=96 * 8 // 8)
   task = get_task(c)
-  variables = task.model.init(jax.random.key(3), task.init_inputs(), train=False)
+  variables = init_variables(task.model, 3, task.init_inputs(), train=False)
   dp = DataParallel('pmap')
   metrics = trainer.evaluate(task, dp, dp.put_state(variables), c.batch_size)
   batches = list(pipeline.eval_batches(task.builder, c, 'test', 1000))
@@ -105,6 +110,28 @@ def pmap_run(tfds_dir, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize('mode', ['pmap', 'shard_map'])
+def test_the_step_compiles_once(tfds_dir, mode, caplog):
+  """The state a step returns is placed as `put_state` places the first one, so later steps reuse the first step's
+  executable (pmap compiled the step again at its second call when the state came from flax.jax_utils.replicate)."""
+  c = tiny_config(tfds_dir)
+  task, dp = get_task(c), DataParallel(mode)
+  tx = trainer.optimizer(c, trainer.learning_rate_schedule(c, 100, 1000), task.weight_decay_mask)
+  step = dp.compile(functools.partial(trainer.train_step, task=task, tx=tx, decay=c.ema_decay), num_sharded=1,
+                    num_replicated=1)
+  batch = dp.put_batch({'image': np.zeros((32, 28, 28, 1), np.float32), 'label': np.zeros(32, np.int32)})
+  state = dp.put_state(trainer.initial_state(task, tx, jax.random.key(0)))
+  with jax.log_compiles():
+    state = jax.block_until_ready(step(state, batch, jax.random.key(1))[0])
+    assert any('Finished XLA compilation' in r.getMessage() for r in caplog.records)  # the first call compiles
+    caplog.clear()
+    for _ in range(2):
+      state = jax.block_until_ready(step(state, batch, jax.random.key(1))[0])
+  assert not [r.getMessage() for r in caplog.records if 'ompil' in r.getMessage()]
+
+
+@pytest.mark.slow
 def test_shard_map_equals_pmap(tfds_dir, tmp_path, pmap_run):
   workdir = str(tmp_path / 'shard_map')
   trainer.train_and_evaluate(tiny_config(tfds_dir, parallelism='shard_map', **NO_DROPOUT), workdir)
@@ -112,6 +139,7 @@ def test_shard_map_equals_pmap(tfds_dir, tmp_path, pmap_run):
   assert max_abs_diff(load_params(pmap_run, key='batch_stats'), load_params(workdir, key='batch_stats')) < 1e-5
 
 
+@pytest.mark.slow
 def test_eight_devices_equal_one_device(tfds_dir, tmp_path, pmap_run):
   """Cross-replica BN and averaged gradients: 8 devices x 4 examples = 1 device x 32 examples."""
   workdir = str(tmp_path / 'one')
@@ -126,6 +154,7 @@ def test_eight_devices_equal_one_device(tfds_dir, tmp_path, pmap_run):
   assert max_abs_diff(load_params(pmap_run, key='batch_stats'), load_params(workdir, key='batch_stats')) < 1e-4
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical_and_skips_a_damaged_checkpoint(tfds_dir, tmp_path, caplog):
   """Train 2k steps; damage the last checkpoint (every array file of its state cut to half, as a full disk or a copy
   cut short leaves it): it is moved aside, not deleted, training resumes from step k and reaches 2k with the same
@@ -158,6 +187,7 @@ def damage(step_dir):
   return len(files)
 
 
+@pytest.mark.slow
 def test_quickstart_config_learns(tfds_dir, tmp_path):
   """A short run of the quickstart recipe beats chance (10%) by far."""
   c = tiny_config(tfds_dir, num_train_steps=60, batch_size=64, log_every_steps=20, warmup_epochs=0.2)
@@ -188,6 +218,7 @@ def distinct_ema_copy(source, workdir) -> dict:
   return state
 
 
+@pytest.mark.slow
 def test_eval_cli_reads_ema_or_raw_weights_at_any_resolution(tfds_dir, pmap_run, tmp_path):
   """eval.py in its own process (as users run it): EMA by default, raw on request, any resolution, one JSON line.
   The EMA weights are the EMA parameters with the EMA batch statistics: of the four pairs, evaluated here, it is the
@@ -222,6 +253,7 @@ def test_eval_cli_reads_ema_or_raw_weights_at_any_resolution(tfds_dir, pmap_run,
   assert glob.glob(f'{pmap_run}/events.out.tfevents.*')
 
 
+@pytest.mark.slow
 def test_profile_on_request_writes_a_trace(tfds_dir, tmp_path):
   import glob
   trainer.train_and_evaluate(tiny_config(tfds_dir, num_train_steps=16, profile=True), str(tmp_path))
@@ -253,6 +285,7 @@ def test_a_donating_step_deletes_the_old_state_and_computes_the_same_bits(mode):
   np.testing.assert_allclose(results[True]['w'], np.arange(4.0) / 4 + 1.5 * np.sin(batch).sum() / 8, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_accelerator_policies_on_cpu_train_the_same_bits(tfds_dir, tmp_path, pmap_run):
   """Donated state and verdicts read one step late, the defaults on accelerators, through the whole loop (eval,
   checkpoints): the same run as with the CPU's defaults, bit for bit."""
