@@ -1,7 +1,9 @@
 """Test set-up: the commands' environment defaults (zoo/cli.py) and 8 host devices (multi-device code is tested as on
 a real slice), set before jax starts its backend. Run from the repository root as `python -m pytest`."""
 import fcntl
+import glob
 import os
+import resource
 import tempfile
 
 from zoo import cli
@@ -11,6 +13,8 @@ os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''), '--xla_forc
 # One persistent compilation cache per test session, inherited by the xdist workers and by every train.py they
 # start: the many runs of the same tiny training step compile once (the SIGTERM / SIGKILL test: 116 s -> 48 s).
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='zoo-tests-jax-cache-'))
+# Where each test process leaves its peak memory for the summary (pytest_terminal_summary).
+os.environ.setdefault('ZOO_TEST_PEAKS_DIR', tempfile.mkdtemp(prefix='zoo-tests-peaks-'))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -51,3 +55,21 @@ def straight_run(tfds_dir, tmp_path_factory, worker_id):
       assert code == 0, text[-3000:]
       (workdir / 'done').touch()
   return workdir / 'w'
+
+
+def pytest_sessionfinish(session):
+  """Each test process (an xdist worker, or pytest itself without workers) writes its peak resident memory and that
+  of the largest process it started and waited for (train.py and the other commands the tests run)."""
+  worker = os.environ.get('PYTEST_XDIST_WORKER', 'main')
+  peaks = [resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+  with open(os.path.join(os.environ['ZOO_TEST_PEAKS_DIR'], worker), 'w') as f:
+    f.write(' '.join(map(str, peaks)))
+
+
+def pytest_terminal_summary(terminalreporter):
+  """One line: the peak resident memory of each test process and of the largest command it ran (KiB, Linux)."""
+  shown = []
+  for path in sorted(glob.glob(os.path.join(os.environ['ZOO_TEST_PEAKS_DIR'], '*'))):
+    own, child = (int(v) / 2**20 for v in open(path).read().split())
+    shown.append(f'{os.path.basename(path)} {own:.2f} GiB (its largest command {child:.2f} GiB)')
+  terminalreporter.write_line('peak resident memory: ' + ', '.join(shown))

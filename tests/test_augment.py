@@ -398,6 +398,7 @@ def test_random_erasing_probability():
 # Inside tf.data: graph mode, parallel map, and independence from processing order
 
 
+@pytest.mark.slow
 def test_pipeline_in_dataset_map_is_order_independent():
   images = [random_image(36 + 4 * i, 44, rng=i) for i in range(6)]
   encoded = [tf.io.encode_jpeg(im) if i % 2 else tf.io.encode_png(im) for i, im in enumerate(images)]

@@ -13,6 +13,7 @@ FIELDS = {'model', 'image_size', 'batch_size', 'mode', 'dtype', 'parallelism', '
           'model_kwargs', 'xla_flags'}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mode,parallelism,gflops,kwargs', [('infer', 'pmap', (4.3, 4.5), {}),
                                                             ('train', 'shard_map', (13.4, 14.8), {}),
                                                             ('infer', 'pmap', (4.3, 4.5), {'scan_blocks': True})])
@@ -30,6 +31,7 @@ def test_resnetrs50_at_160_flops(mode, parallelism, gflops, kwargs):
 SMALL = {'stage_depths': [1, 1, 1, 1], 'width_multiplier': 0.25}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mode,parallelism', [('infer', 'pmap'), ('train', 'shard_map')])
 def test_measure_reports_consistent_numbers(mode, parallelism):
   r = benchmark.measure('resnetrs50', 32, 8, mode, 'float32', parallelism, steps=3, warmup=1, model_kwargs=SMALL)
@@ -63,6 +65,7 @@ def test_default_resolutions_and_classifiers():
   assert (config.input.image_size, config.input.crop_pct) == (448, 1.0)
 
 
+@pytest.mark.slow
 def test_cli_prints_one_json_line():
   small = {'layers': [1, 1, 1, 1], 'embed_dims': [32, 64, 64, 64], 'num_heads': [2, 2, 2, 2], 'stem_hidden_dim': 16}
   code, out, err = run_cli('benchmark.py', '--model=volo_d1', '--image_size=32', '--batch_size=2', '--steps=2',
@@ -73,6 +76,7 @@ def test_cli_prints_one_json_line():
   assert result['model_kwargs'] == small and result['steps'] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args,message', [
     (['--model=resnet50'], "Unknown model 'resnet50'"),
     (['--model=pdnet'], 'measures the classifiers'),
@@ -88,6 +92,7 @@ def test_bad_input_is_one_error_line(script, args, message):
   assert code != 0 and message in err.strip().splitlines()[-1], err[-2000:]
 
 
+@pytest.mark.slow
 def test_profile_step_sums_the_trace_by_operation(tmp_path):
   """tools/profile_step.py traces benchmark.py's training step and sums the device events by kind of operation:
   a ResNet-RS step runs convolutions or dots (the XLA flag turns 1x1 convolutions into dots) and fusions."""

@@ -36,6 +36,7 @@ def outputs(config, variables, inputs):
   return np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, inputs))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(RUNS))
 def test_old_checkpoints_give_their_ema_and_their_trained_weights(name):
   arrays, _ = expected(name)
@@ -47,6 +48,7 @@ def test_old_checkpoints_give_their_ema_and_their_trained_weights(name):
   np.testing.assert_allclose(outputs(config, raw, arrays['inputs']), arrays['raw_2'], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(RUNS))
 def test_old_checkpoints_evaluate_as_they_did(name, tfds_dir):
   _, stored = expected(name)

@@ -38,6 +38,7 @@ def logits(model, variables, name):
   return np.asarray(out), data['logits']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name,scan', [(n, False) for n in MODELS] + [('rs_d3221_w0125', True)])
 def test_logits_match_timm(name, scan):
   spec = MODELS[name]
@@ -51,6 +52,7 @@ def test_logits_match_timm(name, scan):
   assert np.max(np.abs(timm[0] - timm[1])) > 100 * TOLERANCE  # the logits depend on the input, not just on fc
 
 
+@pytest.mark.slow
 def test_parity_detects_a_wrong_weight():
   """Every branch counts: the (timm zero-initialised) last BatchNorm of one block changed breaks parity."""
   spec = MODELS[SMALL]
@@ -183,6 +185,7 @@ def test_full_size_timm_layouts():
     from_timm('vit_tiny', rs50)
 
 
+@pytest.mark.slow
 def test_cli_writes_a_checkpoint_that_gives_timm_logits(tmp_path):
   spec = MODELS[SMALL]
   out = tmp_path / 'converted'
@@ -213,6 +216,7 @@ def _error_line(stderr):
   return lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args,message', [
     (['--model', 'resnetrs5', '--weights', 'x.pth'], "error: Unknown model 'resnetrs5'. Did you mean resnetrs50"),
     (['--model', 'resnetrs50', '--weights', 'nowhere.pth'], 'error: weights file nowhere.pth not found'),
@@ -230,6 +234,7 @@ def test_cli_errors_in_one_line(tmp_path, args, message, script):
   assert not (tmp_path / 'out' / 'checkpoints').exists()
 
 
+@pytest.mark.slow
 def test_eval_py_evaluates_a_converted_checkpoint(tmp_path):
   """`python -m zoo.convert` then `eval.py`: the printed loss is the converted model's, on the eval split."""
   from PIL import Image

@@ -14,6 +14,7 @@ def _take(ds, n):
   return [next(it) for _ in range(n)]
 
 
+@pytest.mark.slow
 def test_resumed_stream_equals_uninterrupted(tfds_dir):
   c = tiny_config(tfds_dir, batch_size=16)
   c.input.randaugment_layers = 2  # stateless augmentation included
@@ -28,6 +29,7 @@ def test_resumed_stream_equals_uninterrupted(tfds_dir):
   assert not np.array_equal(other[0]['label'], straight[0]['label'])
 
 
+@pytest.mark.slow
 def test_each_epoch_holds_every_example_once_in_a_new_order(tfds_dir):
   """Uncropped, a training image names its example: each of two epochs holds the 4,000 images of the split once
   each, in another order than the other epoch and than another seed's first."""

@@ -78,6 +78,7 @@ def trained(tmp_path_factory):
   return workdir, trainer.train_and_evaluate(tiny_config(), workdir)
 
 
+@pytest.mark.slow
 def test_denoiser_learns_on_eight_devices(trained):
   _, metrics = trained
   # sigma 25: the noisy held-out crops are at 20.2 dB; 120 steps of a tiny RealSN net gain ~2.9 dB.
@@ -85,6 +86,7 @@ def test_denoiser_learns_on_eight_devices(trained):
   assert metrics['psnr'] > metrics['psnr_noisy'] + 2.0, metrics
 
 
+@pytest.mark.slow
 def test_lipschitz_certificate_cli(trained):
   workdir, _ = trained
   code, out, err = run_cli('-m zoo.inverse.lipschitz', f'--workdir={workdir}', '--iterations=300',
@@ -135,6 +137,7 @@ def fake_paper_data(root):
       Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(os.path.join(root, split, f'{i:02d}.png'))
 
 
+@pytest.mark.slow
 def test_experiment_script_writes_table_and_plot(tmp_path, monkeypatch):
   """The script on the paper's layout with tiny contents, found through $ZOO_PNP_DATA: every denoiser trained in its
   workdir, every problem and solver run, results, table and plot written to --out."""
@@ -156,6 +159,7 @@ def test_experiment_script_writes_table_and_plot(tmp_path, monkeypatch):
       f'simplecnn-{sn}-{s}' for sn in ('none', 'standard', 'real') for s in (15, 40)}
 
 
+@pytest.mark.slow
 def test_experiment_script_names_the_data_it_needs(tmp_path, monkeypatch):
   """Without --data_dir and $ZOO_PNP_DATA, or with a directory that lacks the paper's files: one error line saying
   what to give and where the data comes from, before anything is trained."""
@@ -171,6 +175,7 @@ def test_experiment_script_names_the_data_it_needs(tmp_path, monkeypatch):
   assert not (tmp_path / 'w').exists()
 
 
+@pytest.mark.slow
 def test_eval_covers_each_held_out_image_once():
   """3 images on 8 devices: one batch of 8 with 5 masked pads; PSNR equals the direct per-image mean."""
   import jax

@@ -6,16 +6,18 @@ import numpy as np
 import optax
 import pytest
 
+from tests.helpers import init_variables
 import zoo
 from configs import denoiser
 from zoo import checkpoint, ema, trainer
 from zoo.tasks.denoising import DenoisingTask
 
 
+@pytest.mark.slow
 def test_power_iteration_vectors_are_copied_and_the_rest_averaged():
   model = zoo.create_model('dncnn', depth=3, features=4, spectral_norm='real')
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
-  old = model.init(jax.random.key(0), x)
+  old = init_variables(model, 0, x)
   _, updates = model.apply(old, x, train=True, mutable=['batch_stats'])
   new_params = jax.tree.map(lambda p: p + 1.0, old['params'])
   new_stats = updates['batch_stats']
@@ -31,6 +33,7 @@ def test_power_iteration_vectors_are_copied_and_the_rest_averaged():
                              + 0.75 * new_stats['bn1']['mean'], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('decay', [0.0, 0.9])
 def test_a_run_without_ema_keeps_and_saves_its_weights_once(decay, tmp_path):
   config = denoiser.get_config('simplecnn-real-15')

@@ -62,6 +62,7 @@ def test_unknown_parallelism(tfds_dir, tmp_path):
     trainer.train_and_evaluate(tiny_config(tfds_dir, parallelism='gspmd'), str(tmp_path))
 
 
+@pytest.mark.slow
 def test_workdir_of_another_model_is_not_resumed(tfds_dir, tmp_path):
   trainer.train_and_evaluate(tiny_config(tfds_dir, num_train_steps=1), str(tmp_path))
   c = tiny_config(tfds_dir, num_train_steps=2)
@@ -71,6 +72,7 @@ def test_workdir_of_another_model_is_not_resumed(tfds_dir, tmp_path):
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']  # nothing of the user's was touched
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args,message', [
     (QUICK + ['--config.foo=1'], "error: unknown config key 'foo'"),
     (QUICK + ['--config.input.flipp=1'], "error: unknown config key 'input.flipp'; did you mean 'input.flip'?"),

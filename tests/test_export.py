@@ -9,7 +9,7 @@ import pytest
 
 import zoo
 from configs import quickstart
-from tests.helpers import run_cli
+from tests.helpers import init_variables, run_cli
 from zoo import checkpoint
 
 LOADER = '''
@@ -39,7 +39,7 @@ def workdir(tmp_path_factory):
   config.model_kwargs.num_classes = 10
   config.input.channels = 3
   model = zoo.create_model(config.model, **config.model_kwargs)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 3)))
+  variables = init_variables(model, 0, jnp.zeros((1, 28, 28, 3)))
   keys = iter(jax.random.split(jax.random.key(1), 1000))
   variables = {'params': variables['params'], 'batch_stats': jax.tree.map(
       lambda x: jax.random.uniform(next(keys), x.shape, minval=0.5, maxval=1.5), variables['batch_stats'])}
@@ -48,6 +48,7 @@ def workdir(tmp_path_factory):
   return str(path), model, variables
 
 
+@pytest.mark.slow
 def test_exported_function_runs_without_the_zoo(workdir, tmp_path):
   path, model, variables = workdir
   out = tmp_path / 'artifact'
@@ -67,6 +68,7 @@ def test_exported_function_runs_without_the_zoo(workdir, tmp_path):
     np.testing.assert_allclose(np.asarray(logits[str(n)]), live[:n], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_timm_weights_convert_back(workdir, tmp_path):
   from safetensors.numpy import load_file
   path, model, variables = workdir

@@ -10,7 +10,7 @@ from PIL import Image
 
 import zoo
 from configs import faceguard
-from helpers import apply_overrides, load_params, run_cli
+from tests.helpers import apply_overrides, init_variables, load_params, run_cli
 from zoo import trainer
 from zoo.data import faces
 from zoo.errors import UserError
@@ -38,6 +38,7 @@ def test_parameter_counts():
   assert count(jax.eval_shape(ae.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))['params']) == 293_347
 
 
+@pytest.mark.slow
 def test_encoder_starts_at_identity_and_decoders_read_their_sizes():
   """The spatial decoder reads message_grid x 2^k squares (the API resizes to the model's size); HiDDeN's global
   pooling reads any size."""
@@ -46,19 +47,19 @@ def test_encoder_starts_at_identity_and_decoders_read_their_sizes():
   spatial = zoo.create_model('faceguard', message_bits=8, features=8)
   broadcast = zoo.create_model('faceguard', message_bits=8, features=8, message_layout='broadcast')
   for model in (spatial, broadcast):
-    variables = model.init(jax.random.key(0), cover, bits)
+    variables = init_variables(model, 0, cover, bits)
     np.testing.assert_array_equal(model.apply(variables, cover, bits, method=model.encode), cover)
     sizes = [(1, 32, 32, 3), (3, 16, 16, 3)] + ([(3, 48, 40, 3)] if model is broadcast else [])
     for shape in sizes:
       assert model.apply(variables, jnp.zeros(shape), method=model.decode).shape == (shape[0], 8)
   for shape in [(1, 48, 48, 3), (1, 32, 16, 3), (1, 256, 256, 3)]:  # 256 needs 5 halvings, 4 blocks
     with pytest.raises(UserError, match='message_grid'):
-      spatial.init(jax.random.key(0), jnp.zeros(shape), jnp.zeros((1, 8)))
+      init_variables(spatial, 0, jnp.zeros(shape), jnp.zeros((1, 8)))
   with pytest.raises(UserError, match='message_layout'):
     zoo.create_model('faceguard', message_layout='tiled').init(jax.random.key(0), cover, bits)
   with pytest.raises(UserError, match='divisible by 8'):
     ae = zoo.create_model('face_autoencoder')
-    ae.init(jax.random.key(0), jnp.zeros((1, 36, 36, 3)))
+    init_variables(ae, 0, jnp.zeros((1, 36, 36, 3)))
 
 
 def test_config_and_task_checks():
@@ -133,6 +134,7 @@ def trained(tmp_path_factory):
   return workdir, trainer.train_and_evaluate(tiny_config(), workdir)
 
 
+@pytest.mark.slow
 def test_watermark_learns_the_bits(trained):
   """Chance is 0.5. Measured after 600 steps: all the held-out faces' bits with no post-processing (also after 300),
   PSNR 26.6 dB; 0.675 of the bits once the face is replaced (0.84 after 300 steps: the fragility term at work)."""
@@ -148,6 +150,7 @@ def face(height, width):
   return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC))
 
 
+@pytest.mark.slow
 def test_api_embed_extract_verify(trained):
   """The bits read back are the bits embedded, for a message and its complement: a watermark that embedded nothing
   would read the same bits from both images, so at most one of them could match. verify's verdicts follow the
@@ -186,6 +189,7 @@ def cli(*args):
   return code, json.loads(lines[-1]) if code == 0 and lines else None, err
 
 
+@pytest.mark.slow
 def test_cli_embeds_a_folder_and_verifies(trained, tmp_path):
   """A new identity gets random bits; the published images carry them (verify: real, nearly every bit), and carry
   another identity's when embedded for it: the complement of the first's, so a watermark that embedded nothing
@@ -227,6 +231,7 @@ def test_cli_embeds_a_folder_and_verifies(trained, tmp_path):
     assert code != 0 and err.strip().splitlines()[-1].startswith('error:') and message in err
 
 
+@pytest.mark.slow
 def test_cli_rejects_a_corrupt_image_before_writing(trained, tmp_path):
   src = tmp_path / 'in'
   src.mkdir()
@@ -238,6 +243,7 @@ def test_cli_rejects_a_corrupt_image_before_writing(trained, tmp_path):
   assert code != 0 and 'broken.jpg' in err.strip().splitlines()[-1] and not (tmp_path / 'out').exists()
 
 
+@pytest.mark.slow
 def test_evaluation_end_to_end(tmp_path):
   """A few steps of a tiny watermark and autoencoder at 16x16: every Pillow setting and both manipulations scored,
   tau calibrated (on the training faces, false positives there <= 1%) and written for the CLI, the table and the
@@ -266,6 +272,7 @@ def test_evaluation_bad_overrides_are_one_line(tmp_path):
   assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_critic_trains_beside_the_watermark(tmp_path):
   """With the adversary on, one optimiser moves the critic and the networks; the metrics stay finite."""
   config = tiny_config(**{'model_kwargs.critic': True, 'loss.adversarial': 1e-3, 'num_train_steps': 6,

@@ -37,6 +37,7 @@ def wait_for(predicate, proc, timeout=300, poll=0.01):
     time.sleep(poll)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_save_sigterm_and_sigkill_at_a_random_moment_end_in_the_same_bits(tfds_dir, straight_run,
                                                                                       tmp_path):
   """One run of train.py, started again and again with the same command: killed while orbax writes a checkpoint
@@ -89,6 +90,7 @@ def test_sigkill_mid_save_sigterm_and_sigkill_at_a_random_moment_end_in_the_same
     assert max_abs_diff(straight[k], resumed[k]) == 0.0, k
 
 
+@pytest.mark.slow
 def test_a_non_finite_step_leaves_the_state_unchanged(tfds_dir):
   """A batch with a NaN pixel: the step is rejected on every device, only the step counter moves."""
   c = tiny_config(tfds_dir, batch_size=8)
@@ -116,6 +118,7 @@ DIVERGING = {'learning_rate': 1e30, 'schedule': 'step', 'lr_step_boundaries': ()
              'checkpoint_every_steps': 1, 'keep_checkpoints': 20}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('late', [False, True])
 def test_non_finite_steps_in_a_row_stop_the_run_with_the_last_good_state_saved(tfds_dir, tmp_path, caplog, late):
   """Read late (`late_verdict`, the default on accelerators), the third rejected step in a row stops the run one step
@@ -136,6 +139,7 @@ def test_non_finite_steps_in_a_row_stop_the_run_with_the_last_good_state_saved(t
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(load_params(workdir, saved)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('late', [False, True])
 def test_a_streak_that_reaches_the_limit_at_the_last_step_fails_the_run(tfds_dir, tmp_path, late):
   """Steps 2-4 rejected and 4 the last: read late, step 4's verdict comes after the loop, and it stops the run as the
@@ -171,6 +175,7 @@ runpy.run_path('train.py', run_name='__main__')
 """
 
 
+@pytest.mark.slow
 def test_out_of_memory_names_the_batch_the_model_and_what_to_change(tfds_dir, tmp_path):
   """A real allocation failure: the tiny model's training step at batch 512 of 320x320 images asks XLA:CPU for
   10,057,158,248 bytes (measured: the number its error names), beyond the 4 GiB left under the limit. train.py ends

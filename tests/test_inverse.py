@@ -105,6 +105,7 @@ def dense_operator(mask):
   return mask.reshape(-1, 1) * f
 
 
+@pytest.mark.slow
 def test_csmri_prox_and_grad():
   mask = mri.make_mask('random', (8, 8), rate=0.4, seed=0, center_fraction=0.1)
   term = data_terms.CSMRI.simulate(np.random.default_rng(0).uniform(size=(8, 8)), mask, key=jax.random.key(0),
@@ -249,6 +250,7 @@ def test_admm_matches_the_reference_csmri_loop():
   np.testing.assert_allclose(ours, x, atol=2e-5)
 
 
+@pytest.mark.slow
 def test_poisson_and_single_photon_runs():
   """The paper's other two problems end to end on 32 x 32, with the reference's rescaling of the denoiser input."""
   x_true = blobs(32)

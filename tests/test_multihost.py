@@ -14,6 +14,7 @@ from tests.helpers import (STATE_KEYS, STEPS, final_state, load_params, max_abs_
                            wait_all)
 
 
+@pytest.mark.slow
 def test_two_hosts_train_what_one_host_trains_and_survive_sigterm_on_one_of_them(tfds_dir, straight_run, tmp_path):
   workdir, logs = tmp_path / 'w', [tmp_path / 'p0.log', tmp_path / 'p1.log']
   procs = start_training(tfds_dir, workdir, logs, processes=2)

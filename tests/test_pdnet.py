@@ -7,6 +7,7 @@ import pytest
 from skimage.data import shepp_logan_phantom
 from skimage.transform import resize
 
+from tests.helpers import init_variables
 import zoo
 from zoo.errors import UserError
 from zoo.inverse import mri, tv
@@ -51,6 +52,7 @@ def test_divergence_is_minus_adjoint_of_gradient(shape):
   np.testing.assert_allclose(np.vdot(tv.gradient(x), p), np.vdot(x, -tv.divergence(p)), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_operator_norm_bound():
   """|grad|^2 <= 8 and |[A; grad]|^2 <= 9 = OPERATOR_NORM^2, by power iteration; nearly tight with a full mask."""
   def largest_eigenvalue(normal_operator):
@@ -95,12 +97,13 @@ def test_registered_and_config_checked():
       zoo.create_model('pdnet', **bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('relaxation', pdnet.RELAXATIONS)
 def test_odd_sizes_and_jit(relaxation):
   images = blobs(2, 40, 0)[:, :23]
   kspace, mask = measure(images, mri.make_mask('cartesian', (23, 40), accel=4, seed=0))
   model = zoo.create_model('pdnet', relaxation=relaxation, iterations=2)
-  variables = model.init(jax.random.key(0), kspace, mask)
+  variables = init_variables(model, 0, kspace, mask)
   out = model.apply(variables, kspace, mask)
   assert out.shape == (2, 23, 40, 1) and out.dtype == jnp.float32
   np.testing.assert_allclose(jax.jit(model.apply)(variables, kspace, mask), out, atol=1e-5)
@@ -124,23 +127,25 @@ def test_parameter_count():
     assert sum(v.size for v in jax.tree.leaves(variables)) == expected
 
 
+@pytest.mark.slow
 def test_untrained_learned_net_returns_zero_filled_image():
   images = blobs(1, 16, 1)
   kspace, mask = measure(images, mri.make_mask('cartesian', (16, 16), accel=4, seed=1))
   model = zoo.create_model('pdnet')
-  variables = model.init(jax.random.key(0), kspace, mask)
+  variables = init_variables(model, 0, kspace, mask)
   zero_filled = mri.adjoint(mri.from_channels(kspace), mask)
   np.testing.assert_array_equal(model.apply(variables, kspace, mask, method=model.primal), zero_filled)
   np.testing.assert_array_equal(model.apply(variables, kspace, mask), jnp.abs(zero_filled)[..., None])
 
 
+@pytest.mark.slow
 def test_untrained_pdhg_relaxation_is_tv_pdhg():
   """At its initial steps the pdhg relaxation is TV-PDHG stopped after `iterations` steps, which lowers the TV
   objective from the zero-filled image on a phantom."""
   image = phantom(32)[None]
   kspace, mask = measure(image, mri.make_mask('cartesian', (32, 32), accel=4, seed=0))
   model = zoo.create_model('pdnet', relaxation='pdhg', iterations=5)
-  variables = model.init(jax.random.key(0), kspace, mask)
+  variables = init_variables(model, 0, kspace, mask)
   estimate = model.apply(variables, kspace, mask, method=model.primal)
   y = mri.from_channels(kspace)
   x, history = tv.pdhg_tv(y, mask, lam=pdnet.INITIAL_TV_WEIGHT, iterations=5)
@@ -149,18 +154,20 @@ def test_untrained_pdhg_relaxation_is_tv_pdhg():
   assert np.all(np.diff(np.concatenate([start, history['objective'][:, 0]])) < 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('relaxation', pdnet.RELAXATIONS)
 def test_gradients_finite_and_nonzero(relaxation):
   images = blobs(2, 16, 2)
   kspace, mask = measure(images, mri.make_mask('cartesian', (16, 16), accel=4, seed=2))
   model = zoo.create_model('pdnet', relaxation=relaxation, iterations=3)
-  variables = model.init(jax.random.key(0), kspace, mask)
+  variables = init_variables(model, 0, kspace, mask)
   grads = jax.grad(lambda v: jnp.mean(jnp.square(model.apply(v, kspace, mask)[..., 0] - images)))(variables)
   leaves = jax.tree.leaves(grads)
   assert all(np.all(np.isfinite(g)) for g in leaves)
   assert sum(float(jnp.sum(jnp.abs(g))) for g in leaves) > 0
 
 
+@pytest.mark.slow
 def test_short_training_beats_zero_filled():
   """100 Adam steps of a small learned PD-Net on 32x32 blobs under a 4x Cartesian mask."""
   size, steps, batch = 32, 100, 8
@@ -168,7 +175,7 @@ def test_short_training_beats_zero_filled():
   test_images = blobs(16, size, 1)
   test_kspace, test_mask = measure(test_images, mask)
   model = zoo.create_model('pdnet', iterations=5, features=16, primal_channels=2, dual_channels=2)
-  variables = model.init(jax.random.key(0), test_kspace[:1], test_mask[:1])
+  variables = init_variables(model, 0, test_kspace[:1], test_mask[:1])
   optimizer = optax.adam(3e-3)
 
   @jax.jit

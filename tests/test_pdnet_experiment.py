@@ -39,6 +39,7 @@ def test_complex_csmri_prox_is_the_exact_minimiser():
     assert objective(x) < objective(x + 1e-2 * jnp.asarray(rng.standard_normal(x.shape), jnp.float32))
 
 
+@pytest.mark.slow
 def test_complex_csmri_gradient_and_start():
   """grad is the gradient of 1/2 |A x - y|^2 (jax.grad on the real parts), initial() is A* y."""
   term, rng = complex_problem(1)
@@ -48,6 +49,7 @@ def test_complex_csmri_gradient_and_start():
   np.testing.assert_allclose(mri.from_channels(term.initial()), mri.adjoint(term.y, term.mask), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_experiment_end_to_end(tmp_path, monkeypatch):
   """Tiny networks, a few steps and iterations at 32x32, 4x only: every method scored on the four held-out images,
   the tuned parameters from their grids, zero-filled equal to a direct |A* y|, the table and the figure written to
@@ -89,6 +91,7 @@ def test_experiment_end_to_end(tmp_path, monkeypatch):
     pnp_experiment.trained_denoiser(str(tmp_path / 'denoiser'), 'none', 15, 2, None, overrides)
 
 
+@pytest.mark.slow
 def test_bad_arguments_are_one_line():
   code, _, err = run_cli('-m projects.pdnet.experiment', 'pdnet', devices=1)
   assert code != 0 and err.strip().splitlines()[-1].startswith('error: unexpected arguments')

@@ -211,6 +211,7 @@ def test_fastmri_reader_errors(tmp_path):
     fastmri.load(str(tmp_path), 'train', 24)
 
 
+@pytest.mark.slow
 def test_training_reads_fastmri(tmp_path):
   """Two steps on 8 train slices (two files); eval's zero-filled PSNR is that of the file's own ground truth."""
   data = tmp_path / 'data'
@@ -237,6 +238,7 @@ def trained(tmp_path_factory):
   return config, trainer.train_and_evaluate(config, str(tmp_path_factory.mktemp('pdnet')))
 
 
+@pytest.mark.slow
 def test_pdnet_beats_zero_filled(trained):
   config, metrics = trained
   # Measured: zero-filled 20.11 dB on the 32x32 held-out images at 4x Cartesian; 150 steps of the tiny PD-Net reach

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers import init_variables
 import zoo
 from zoo.models import resnet_rs
 
@@ -26,6 +27,7 @@ def test_registry_lists_the_family():
           'stage_depths', 'scan_blocks'} <= set(zoo.model_fields('resnetrs50'))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('depth', sorted(TIMM_PARAMS))
 def test_parameter_count_equals_timm(depth):
   model = zoo.create_model(f'resnetrs{depth}')
@@ -55,6 +57,7 @@ def small():
   return perturbed(jax.jit(zoo.create_model('resnetrs50', **SMALL).init)(jax.random.key(0), x)), x
 
 
+@pytest.mark.slow
 def test_call_convention_and_training_mode(small):
   variables, x = small
   model = zoo.create_model('resnetrs50', dropout_rate=0.5, stochastic_depth_rate=0.5, **SMALL)
@@ -68,6 +71,7 @@ def test_call_convention_and_training_mode(small):
     model.apply(variables, x, train=True, mutable=['batch_stats'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kwargs', [{'dropout_rate': 0.5, 'stochastic_depth_rate': 0.0},
                                     {'dropout_rate': 0.0, 'stochastic_depth_rate': 0.5}])
 def test_dropout_and_stochastic_depth_each_draw_from_the_dropout_rng_in_training(small, kwargs):
@@ -80,6 +84,7 @@ def test_dropout_and_stochastic_depth_each_draw_from_the_dropout_rng_in_training
   np.testing.assert_array_equal(a, run(jax.random.key(2)))
 
 
+@pytest.mark.slow
 def test_architecture_facts():
   model = zoo.create_model('resnetrs50')
   p = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32))['params']
@@ -90,12 +95,13 @@ def test_architecture_facts():
   assert block['se']['reduce']['kernel'].shape == (1, 1, 512, 128)  # SE ratio 0.25 of 4w
   assert block['shortcut']['conv']['kernel'].shape == (1, 1, 256, 512)  # ResNet-D: 1x1 after the avg-pool
   assert 'shortcut' not in p['stage2_block1']
-  real = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))['params']
+  real = init_variables(model, 0, jnp.zeros((1, 64, 64, 3)))['params']
   assert np.all(real['stage3_block2']['conv3']['bn']['scale'] == 0)  # zero-initialised last BN gamma
   assert np.all(real['stage3_block2']['conv2']['bn']['scale'] == 1)
   assert abs(float(real['head']['kernel'].std()) - 0.01) < 1e-3
 
 
+@pytest.mark.slow
 def test_stochastic_depth_is_tf1_per_stage():
   """TF1: one rate per stage, rate * i / 5 for the paper's stages i = 2..5."""
   from zoo.models.layers import StochasticDepth
@@ -109,12 +115,13 @@ def test_stochastic_depth_is_tf1_per_stage():
 
   x = jnp.ones((1, 32, 32, 3))
   with nn.intercept_methods(record):
-    model.init(jax.random.key(0), x)
+    init_variables(model, 0, x)
   assert {k: sorted(v) for k, v in seen.items()} == {
       'stage1': [pytest.approx(0.04)], 'stage2': [pytest.approx(0.06)], 'stage3': [pytest.approx(0.08)],
       'stage4': [pytest.approx(0.1)]}
 
 
+@pytest.mark.slow
 def test_symmetric_padding_and_odd_maps():
   """Odd feature maps reach the average-pooled shortcut; ceil mode keeps the last row, as timm."""
   from zoo.models.layers import avg_pool_2x2_ceil
@@ -126,14 +133,15 @@ def test_symmetric_padding_and_odd_maps():
   np.testing.assert_allclose(pooled[0, 2], np.mean([4, 9]))
   model = zoo.create_model('resnetrs50', **SMALL)
   x = jnp.ones((1, 36, 44, 3))
-  assert model.apply(model.init(jax.random.key(0), x), x).shape == (1, 7)
+  assert model.apply(init_variables(model, 0, x), x).shape == (1, 7)
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bf16_with_float32_params(small):
   """bf16 logits within 2% of float32's (0.78% measured); a residual branch left out moves them by 32%."""
   variables, x = small
   model = zoo.create_model('resnetrs50', dtype='bfloat16', **SMALL)
-  assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(model.init(jax.random.key(0), x)))
+  assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(init_variables(model, 0, x)))
   hlo = jax.jit(lambda v, x: model.apply(v, x)).lower(variables, x).as_text()
   assert 'bf16' in hlo
   f32 = zoo.create_model('resnetrs50', **SMALL).apply(variables, x)

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from tests.helpers import init_variables
 import zoo
 from tests.test_resnet_rs import perturbed
 
@@ -27,7 +28,7 @@ def images():
 @pytest.fixture(scope='module')
 def initial(images):
   unrolled, _ = models()
-  return unrolled.init(jax.random.key(0), images)
+  return init_variables(unrolled, 0, images)
 
 
 @pytest.fixture(scope='module')
@@ -50,20 +51,23 @@ def test_registry_accepts_scan_blocks():
   assert zoo.create_model('resnetrs50', scan_blocks=True).scan_blocks
 
 
+@pytest.mark.slow
 def test_init_gives_identical_variables(initial, images):
   _, scanned = models()
-  b = scanned.init(jax.random.key(0), images)
+  b = init_variables(scanned, 0, images)
   assert jax.tree.structure(initial) == jax.tree.structure(b)
   assert 'stage2_block2' in b['params'] and 'stage2_block2' in b['batch_stats']
   for x, y in zip(jax.tree.leaves(initial), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_eval_logits_agree(variables, images):
   unrolled, scanned = models()
   assert_trees_close(jax.jit(unrolled.apply)(variables, images), jax.jit(scanned.apply)(variables, images))
 
 
+@pytest.mark.slow
 def test_train_logits_and_batch_stats_agree(variables, images):
   unrolled, scanned = models(dropout_rate=0.0, stochastic_depth_rate=0.0)
   logits_u, upd_u = jax.jit(train_apply, static_argnums=0)(unrolled, variables, images, jax.random.key(3))
@@ -75,6 +79,7 @@ def test_train_logits_and_batch_stats_agree(variables, images):
   assert not np.allclose(moved, variables['batch_stats']['stage2_block2']['conv1']['bn']['mean'])
 
 
+@pytest.mark.slow
 def test_gradients_agree(variables, images):
   unrolled, scanned = models(dropout_rate=0.0, stochastic_depth_rate=0.0)
   labels = jnp.arange(images.shape[0]) % REDUCED['num_classes']
@@ -90,6 +95,7 @@ def test_gradients_agree(variables, images):
   assert float(jnp.abs(g_s['stage2_block2']['conv2']['conv']['kernel']).max()) > 0
 
 
+@pytest.mark.slow
 def test_stochastic_depth_is_deterministic_per_rng(variables, images):
   _, scanned = models(dropout_rate=0.0, stochastic_depth_rate=0.5)
   run = jax.jit(train_apply, static_argnums=0)
@@ -101,6 +107,7 @@ def test_stochastic_depth_is_deterministic_per_rng(variables, images):
   assert not np.allclose(a[0], c[0])  # the masks come from the rng
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kernel,padding', [(3, ((1, 1), (1, 1))), (3, ((0, 2), (2, 0))), (1, 'SAME'), (3, 'VALID')])
 def test_loop_friendly_conv_has_the_gradients_of_lax(kernel, padding):
   from zoo.models.layers import NHWC, loop_friendly_conv
@@ -115,6 +122,7 @@ def test_loop_friendly_conv_has_the_gradients_of_lax(kernel, padding):
   assert_trees_close(expected, jax.grad(functools.partial(loss, loop_friendly_conv), argnums=(0, 1))(x, w))
 
 
+@pytest.mark.slow
 def test_remat_keeps_the_gradients_and_under_scan_cuts_the_steps_memory(variables, images):
   """`remat=True` recomputes each block in the backward pass: the same gradients, unrolled and scanned. Memory,
   from XLA's buffer assignment of the compiled gradient of a (3, 3, 3, 3) member at 128x128, batch 8: scanned, 63.0

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers import init_variables
 import zoo
 from zoo.errors import UserError
 from zoo.models.spectral_norm import SpectralNorm
@@ -38,13 +39,14 @@ def used_kernel(module, variables, x):
   return state['intermediates']['kernel'][0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('channels', [(1, 1), (3, 5)])
 def test_real_sn_matches_the_exact_operator_norm(channels):
   c_in, c_out = channels
   shape = (1, 8, 8, c_in)
   module = SpectralNorm(nn.Conv(c_out, (3, 3), padding='SAME', use_bias=True), mode='real', target=0.7)
   x = jax.random.normal(jax.random.key(0), shape)
-  variables = power_iterate(module, module.init(jax.random.key(1), x), x, steps=300)
+  variables = power_iterate(module, init_variables(module, 1, x), x, steps=300)
   raw = variables['params']['layer']['kernel']
   exact = conv_norm(raw, shape)
   sigma = float(np.mean(np.asarray(raw) * 0.7 / np.asarray(used_kernel(module, variables, x))))
@@ -52,6 +54,7 @@ def test_real_sn_matches_the_exact_operator_norm(channels):
   assert conv_norm(used_kernel(module, variables, x), shape) == pytest.approx(0.7, rel=0.01)
 
 
+@pytest.mark.slow
 def test_standard_sn_is_off_by_the_kernel_size_for_a_constant_kernel():
   """All nine taps equal: the reshaped kernel has norm 3, the convolution (nearly) 9, so standard SN leaves an
   operator of norm ~3 = the kernel size, where RealSN gives 1."""
@@ -61,7 +64,7 @@ def test_standard_sn_is_off_by_the_kernel_size_for_a_constant_kernel():
   norms = {}
   for mode in ('standard', 'real'):
     module = SpectralNorm(nn.Conv(1, (3, 3), padding='SAME', use_bias=False), mode=mode)
-    variables = module.init(jax.random.key(0), x)
+    variables = init_variables(module, 0, x)
     variables = power_iterate(module, {**variables, 'params': {'layer': ones}}, x, steps=300)
     norms[mode] = conv_norm(used_kernel(module, variables, x), shape)
   exact = (1 + 2 * np.cos(np.pi / 17)) ** 2  # norm of the 3x3 box filter on a zero-padded 16x16 image
@@ -69,12 +72,13 @@ def test_standard_sn_is_off_by_the_kernel_size_for_a_constant_kernel():
   assert norms['real'] == pytest.approx(1.0, rel=0.01)
 
 
+@pytest.mark.slow
 def test_no_gradient_flows_through_the_power_iteration():
   """The gradient of a training step equals the gradient with its updated vectors held as constants."""
   shape = (2, 6, 6, 2)
   module = SpectralNorm(nn.Conv(3, (3, 3), padding='SAME'), mode='real')
   x = jax.random.normal(jax.random.key(0), shape)
-  variables = module.init(jax.random.key(1), x)
+  variables = init_variables(module, 1, x)
 
   def loss(params, stats, update):
     y = module.apply({'params': params, 'batch_stats': stats}, x, update_stats=update, mutable=['batch_stats'])[0]
@@ -106,7 +110,7 @@ def power_iterated_simplecnn(spectral_norm, lipschitz, x):
   product of its convolutions, whose leading singular vectors (positive, Perron) nearly align - the case where the
   product of the layer norms is almost attained, so the test can tell a bound from a loose one."""
   model = zoo.create_model('simplecnn', spectral_norm=spectral_norm, lipschitz=lipschitz, features=16)
-  variables = model.init(jax.random.key(1), x)
+  variables = init_variables(model, 1, x)
   variables = {**variables, 'params': jax.tree.map(jnp.abs, variables['params'])}
   if spectral_norm is None:
     return model, variables
@@ -119,6 +123,7 @@ def power_iterated_simplecnn(spectral_norm, lipschitz, x):
   return model, {**variables, 'batch_stats': stats}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('lipschitz', [1.0, 0.5])
 def test_realsn_simplecnn_residual_is_lipschitz(lipschitz):
   """Lip(I - D) <= lipschitz for the BN-free RealSN network: the dense Jacobian of N (ReLU makes N piecewise linear)
@@ -136,10 +141,11 @@ def test_realsn_simplecnn_residual_is_lipschitz(lipschitz):
   assert min(norms[None]) > 2 * lipschitz, norms
 
 
+@pytest.mark.slow
 def test_denoiser_modes_and_errors():
   model = zoo.create_model('dncnn', spectral_norm='real', depth=5)
   x = jax.random.normal(jax.random.key(0), (2, 12, 12, 1))
-  variables = model.init(jax.random.key(1), x)
+  variables = init_variables(model, 1, x)
   denoised, updates = model.apply(variables, x, train=True, mutable=['batch_stats'])
   assert denoised.shape == x.shape
   moved = [float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(updates['batch_stats']),

@@ -64,6 +64,7 @@ def test_registry_lists_the_family():
   assert model.drop_path_rate == 0.0 and model.mix_token and model.bn_axis_name is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(TIMM_PARAMS))
 def test_parameter_count_equals_timm(name):
   shapes = abstract_variables(zoo.create_model(name), (224, 224))
@@ -140,6 +141,7 @@ def test_unfold_and_fold_match_loop_references(hw, k, p, s):
   np.testing.assert_allclose(transpose(y)[0], folded, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_fold_and_unfold_keep_extra_axes_and_jit():
   """Outlook attention stacks the neighbours between heads and head_dim: (B, h, w, heads, K*K, head_dim)."""
   x = jax.random.normal(jax.random.key(0), (2, 6, 4, 3, 5))
@@ -170,6 +172,7 @@ def nhwc(data):
   return data['input_nchw'].transpose(0, 2, 3, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(MODELS))
 def test_logits_match_timm(name):
   model, variables, data = converted(name)
@@ -187,6 +190,7 @@ def test_logits_match_timm(name):
       assert np.max(np.abs(apply(variables, nhwc(data)) - data['logits'])) > 100 * TOLERANCE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(MODELS))
 def test_training_outputs_match_timm(name, monkeypatch):
   """Batch-statistics BN, the cls and aux heads, and MixToken with timm's box (forced on both sides)."""
@@ -217,6 +221,7 @@ def small():
   return model, random_variables(model, (32, 32)), x
 
 
+@pytest.mark.slow
 def test_training_contract(small):
   model, variables, x = small
   step = jax.jit(lambda v, x, key: model.apply(v, x, train=True, rngs={'dropout': key}, mutable=['batch_stats']))
@@ -240,6 +245,7 @@ def test_training_contract(small):
   np.testing.assert_array_equal(out['logits'], step(variables, x, jax.random.key(11))[0]['logits'])
 
 
+@pytest.mark.slow
 def test_mix_token_swaps_tokens_in_and_aux_logits_back(small, monkeypatch):
   """Tokens inside the box (2x on the 1/8 grid) come from x[::-1]; the aux logits there are swapped back."""
   model, variables, x = small
@@ -269,6 +275,7 @@ def test_mix_token_swaps_tokens_in_and_aux_logits_back(small, monkeypatch):
   assert float(out['mix_lambda']) == 0.5
 
 
+@pytest.mark.slow
 def test_no_mixing_without_mix_token_or_outside_training(small):
   model, variables, x = small
   plain = small_model(mix_token=False)
@@ -296,6 +303,7 @@ def small_eval(small):
   return jax.jit(run)(variables, x)
 
 
+@pytest.mark.slow
 def test_inference_is_head_plus_half_max_aux(small_eval):
   """eval logits = head(cls) + 0.5 * max over tokens of aux_head(tokens), with the running BN statistics."""
   logits, seen = small_eval
@@ -303,6 +311,7 @@ def test_inference_is_head_plus_half_max_aux(small_eval):
   np.testing.assert_allclose(logits, seen['head'] + 0.5 * seen['aux_head'].max(axis=1), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_drop_path_schedule_is_timms(small):
   """Linear over all blocks by index, rate * i / (n - 1); outlookers and class blocks get none."""
   model = small_model(drop_path_rate=0.3, mix_token=False)  # layers (1, 2, 1)
@@ -323,6 +332,7 @@ def test_drop_path_schedule_is_timms(small):
   assert not np.allclose(step(jax.random.key(2))['logits'], step(jax.random.key(3))['logits'])
 
 
+@pytest.mark.slow
 def test_bn_axis_name_gives_global_batch_statistics(small):
   """bn_axis_name='batch': the stem's BN averages over the mapped axis, as over one global batch."""
   _, variables, x = small
@@ -347,6 +357,7 @@ def test_resize_pos_embed_fits_a_larger_model():
   assert params['pos_embed'].shape == (1, 28, 24, 384)
 
 
+@pytest.mark.slow
 def test_resize_pos_embed_numbers(small):
   model, variables, x = small
   same = volo.resize_pos_embed(variables, 32)
@@ -361,6 +372,7 @@ def test_resize_pos_embed_numbers(small):
     volo.resize_pos_embed(variables, 100)
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bf16_with_float32_params(small, small_eval):
   """bf16 logits within 2% of float32's (0.45% measured); one block left out (its parameters zeroed) moves them by
   14% to 115%."""
@@ -381,6 +393,7 @@ def full_size_shapes():
     return json.load(f)
 
 
+@pytest.mark.slow
 def test_full_size_timm_layouts(full_size_shapes):
   """timm's volo_d1_224 state dict fits volo_d1 exactly; volo_d1_384's only at image_size=384, and is recognised."""
   d1 = {k: np.zeros(s, np.float32) for k, s in full_size_shapes['volo_d1_224'].items()}
@@ -406,6 +419,7 @@ def test_guess_names_a_non_published_member():
     from_timm('volo_d1', weights)
 
 
+@pytest.mark.slow
 def test_remat_recomputes_the_blocks_with_the_same_gradients(small):
   """`remat=True` (flax nn.remat around every block) changes no variable and no gradient, MixToken and stochastic
   depth included: the recomputation draws the same random numbers."""

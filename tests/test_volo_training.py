@@ -63,6 +63,7 @@ def train_losses(workdir):
 # The loss.
 
 
+@pytest.mark.slow
 def test_smoothed_cross_entropy_equals_optax():
   logits = jax.random.normal(jax.random.key(0), (3, 4, 7))
   labels = jax.random.randint(jax.random.key(1), (3, 4), 0, 7)
@@ -78,6 +79,7 @@ def _smooth(labels, classes, eps):
   return np.eye(classes)[labels] * (1 - eps) + eps / classes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('dense', [False, True])
 def test_token_labelling_loss_by_hand(dense):
   """CE(cls, lam * y + (1 - lam) * y[::-1]) + 0.5 * mean over tokens of CE(aux, the token's own target)."""
@@ -103,6 +105,7 @@ def test_token_labels_off_the_token_grid_are_refused():
     token_labelling_loss(outputs, jnp.zeros(2, jnp.int32), 0.1, jnp.zeros((2, 3, 3), jnp.int32))
 
 
+@pytest.mark.slow
 def test_task_loss_is_token_labelling_of_the_models_outputs(tfds_dir):
   """Through the task: the model's MixToken batch, its lambda and the loss; metrics see the class logits."""
   task = get_task(tiny_volo_config(tfds_dir))
@@ -281,6 +284,7 @@ class Stripes(tfds.core.GeneratorBasedBuilder):
       yield i, {'image': image, 'label': i % 2}
 
 
+@pytest.mark.slow
 def test_tiny_volo_learns_with_the_recipe(tmp_path):
   """The d1-224 recipe (AdamW, MixToken, token labelling, RandAugment, random erasing, drop path, cosine) at a peak
   learning rate of 3e-3 and without its warm-up and cooldown epochs (an epoch is 4 steps here): after 30 steps the
@@ -297,6 +301,7 @@ def test_tiny_volo_learns_with_the_recipe(tmp_path):
   assert len(losses) == 30 and all(math.isfinite(v) for v in losses), losses
 
 
+@pytest.mark.slow
 def test_tiny_volo_trains_with_dense_token_labels(token_grid_dir, tmp_path):
   workdir = str(tmp_path / 'w')
   trainer.train_and_evaluate(token_grid_config(token_grid_dir), workdir)
@@ -334,6 +339,7 @@ def get_config():
 '''
 
 
+@pytest.mark.slow
 def test_init_from_fine_tunes_at_a_higher_resolution_through_train_py(tfds_dir, tmp_path):
   """Train at 32 (2x2 tokens), then `train.py --config.init_from=` at 48 (3x3): the new run starts from the source's
   EMA weights with the position embedding resized bicubically (learning rate 0 keeps them through its one step)."""

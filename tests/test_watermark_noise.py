@@ -45,6 +45,7 @@ def pillow_float(image_u8, operation):
 
 
 # 'random' differentiates through jax.lax.switch; two cheap branches keep compilation short.
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(noise.NOISE_LAYERS) + ['random'])
 def test_layer_keeps_shape_jits_and_has_gradients(name):
   if name == 'random':
@@ -89,6 +90,7 @@ def test_dct_matrix_is_orthonormal():
 
 # Measured on this 128x128 astronaut: approximation vs Pillow 41.5 dB (q50), 44.1 dB (q90); input vs Pillow 27.3 dB
 # (q50), 32.7 dB (q90). With nearest instead of libjpeg's fancy chroma upsampling it drops to 38.2 / 37.1 dB.
+@pytest.mark.slow
 @pytest.mark.parametrize('quality, min_psnr', [(50, 40.5), (90, 43.0)])
 def test_jpeg_matches_pillow(astronaut, quality, min_psnr):
   buffer = io.BytesIO()
@@ -100,6 +102,7 @@ def test_jpeg_matches_pillow(astronaut, quality, min_psnr):
   assert psnr(out, pillow) > psnr(images[0], pillow) + 10  # it removes what JPEG removes, not just anything
 
 
+@pytest.mark.slow
 def test_jpeg_draws_an_integer_quality_in_range():
   images = small_images()
   np.testing.assert_allclose(noise.jpeg(images, jax.random.key(1), quality_range=(70, 70)),
@@ -126,6 +129,7 @@ def test_differentiable_round_is_close_to_round_with_gradient():
 # Blur
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sigma', [0.5, 2.0])
 def test_blur_matches_scipy_and_pillow(astronaut, sigma):
   images = as_batch(astronaut)
@@ -137,6 +141,7 @@ def test_blur_matches_scipy_and_pillow(astronaut, sigma):
   assert psnr(out, pillow) > 47
 
 
+@pytest.mark.slow
 def test_gaussian_blur_draws_sigma_in_range():
   images = small_images()
   np.testing.assert_allclose(noise.gaussian_blur(images, jax.random.key(0), sigma_range=(1.5, 1.5)),
@@ -159,6 +164,7 @@ def test_crop_at_matches_pillow(astronaut, fraction, top, left):
   assert psnr(out, np.asarray(pillow_crop(Image.fromarray(astronaut))) / 255.0) > 54  # 8-bit Pillow: 55.5-57.4 dB
 
 
+@pytest.mark.slow
 def test_crop_takes_a_window_of_the_requested_size():
   images = small_images()
   at = jax.jit(noise.crop_at, static_argnums=1)
