@@ -15,14 +15,10 @@ from zoo.tasks.arrays import FaceTask
 from zoo.tasks.base import averages
 
 
-TrainMetrics = averages('loss', 'psnr', 'grad_norm')
-EvalMetrics = averages('loss', 'psnr')
-
-
 class AutoencodingTask(FaceTask):
   """A face autoencoder re-synthesising the lfw faces (FaceGuard's stand-in deepfake generator)."""
-  TrainMetrics = TrainMetrics
-  EvalMetrics = EvalMetrics
+  TrainMetrics = averages('loss', 'psnr', 'grad_norm')
+  EvalMetrics = averages('loss', 'psnr')
 
   @functools.cached_property
   def model(self):

@@ -21,14 +21,10 @@ from zoo.tasks.arrays import ArrayTask
 from zoo.tasks.base import averages
 
 
-TrainMetrics = averages('loss', 'psnr', 'grad_norm')
-EvalMetrics = averages('loss', 'psnr', 'psnr_noisy')
-
-
 class DenoisingTask(ArrayTask):
   """Denoising of natural grey images (zoo/data/natural_images.py) with additive Gaussian noise."""
-  TrainMetrics = TrainMetrics
-  EvalMetrics = EvalMetrics
+  TrainMetrics = averages('loss', 'psnr', 'grad_norm')
+  EvalMetrics = averages('loss', 'psnr', 'psnr_noisy')
   EXAMPLES = 'patches'
 
   def __init__(self, config):

@@ -40,10 +40,6 @@ DATASETS = ('skimage', 'fastmri')
 PHASE_CYCLES = 2.0
 
 
-TrainMetrics = averages('loss', 'psnr', 'grad_norm')
-EvalMetrics = averages('loss', 'psnr', 'ssim', 'nmse', 'psnr_zero_filled')
-
-
 def smooth_phase(noise):
   """A smooth random phase [..., H, W] in [-pi, pi] from white noise of that shape (numpy or jax)."""
   h, w = noise.shape[-2:]
@@ -60,8 +56,8 @@ def sampling_mask(kind: str, shape: tuple, accel: float, seed: int) -> np.ndarra
 
 class ReconstructionTask(ArrayTask):
   """Undersampled single-coil MRI of photographs with a simulated phase, or of fastMRI knees."""
-  TrainMetrics = TrainMetrics
-  EvalMetrics = EvalMetrics
+  TrainMetrics = averages('loss', 'psnr', 'grad_norm')
+  EvalMetrics = averages('loss', 'psnr', 'ssim', 'nmse', 'psnr_zero_filled')
 
   def __init__(self, config):
     super().__init__(config)

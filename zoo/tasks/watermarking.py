@@ -45,19 +45,15 @@ EVAL_NOISE = {
 }
 
 
-TrainMetrics = averages('loss', 'image_mse', 'message_mse', 'bit_accuracy', 'psnr', 'grad_norm')
-EvalMetrics = averages('psnr', 'ssim', 'bit_accuracy', 'bit_accuracy_jpeg50', 'bit_accuracy_blur1', 'bit_accuracy_crop70',
-                       'bit_accuracy_resize50', 'bit_accuracy_face_replaced')
-
-
 def _bce(logits, label: float):
   return jnp.mean(jnp.logaddexp(0.0, logits) - label * logits)
 
 
 class WatermarkingTask(FaceTask):
   """FaceGuard's watermark on faces (and photographs), robust to the training noise layers."""
-  TrainMetrics = TrainMetrics
-  EvalMetrics = EvalMetrics
+  TrainMetrics = averages('loss', 'image_mse', 'message_mse', 'bit_accuracy', 'psnr', 'grad_norm')
+  EvalMetrics = averages('psnr', 'ssim', 'bit_accuracy', 'bit_accuracy_jpeg50', 'bit_accuracy_blur1',
+                         'bit_accuracy_crop70', 'bit_accuracy_resize50', 'bit_accuracy_face_replaced')
 
   def __init__(self, config):
     super().__init__(config)
