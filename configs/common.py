@@ -46,6 +46,21 @@ def trainer() -> ml_collections.ConfigDict:
   return c
 
 
+def image_to_image(c: ml_collections.ConfigDict, batch_size: int, log_every: int,
+                   eval_every: int) -> ml_collections.ConfigDict:
+  """`c` with the optimiser of the image-to-image recipes (denoisers, PD-Net, FaceGuard): AdamW at 1e-3 for a batch of
+  `batch_size`, no weight decay and no EMA (their evaluation uses the trained weights); a log line every `log_every`
+  steps, an evaluation and a checkpoint every `eval_every`."""
+  c.batch_size = c.lr_base_batch = batch_size
+  c.optimizer = 'adamw'
+  c.learning_rate = 1e-3
+  c.weight_decay = 0.0
+  c.ema_decay = 0.0
+  c.log_every_steps = log_every
+  c.eval_every_steps = c.checkpoint_every_steps = eval_every
+  return c
+
+
 def classification() -> ml_collections.ConfigDict:
   c = trainer()
   c.task = 'classification'

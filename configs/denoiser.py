@@ -40,17 +40,10 @@ def get_config(arg: str = 'simplecnn-real-15'):
   c.input = ml_collections.ConfigDict(dict(patch_size=40, patch_stride=10, eval_image_size=256))
   c.noise = ml_collections.ConfigDict(dict(sigma=sigma, blind_max=55.0, eval_sigma=25.0 if sigma == 0 else 0.0))
 
-  c.batch_size = 128
+  # No EMA: the trained weights are evaluated, with the power-iteration vectors that belong to them.
+  common.image_to_image(c, batch_size=128, log_every=50, eval_every=500)
   c.num_epochs = 50.0
-  c.optimizer = 'adamw'
-  c.learning_rate = 1e-3
-  c.lr_base_batch = 128
   c.schedule = 'step'
   c.lr_step_boundaries = (0.5,)
   c.lr_step_factor = 0.1
-  c.weight_decay = 0.0
-  c.ema_decay = 0.0  # evaluate the trained weights themselves: their power-iteration vectors belong to them
-  c.log_every_steps = 50
-  c.eval_every_steps = 500
-  c.checkpoint_every_steps = 500
   return c

@@ -28,18 +28,9 @@ def get_config(arg: str = ''):
   c.train_split = 'train'
   c.eval_split = 'test'
   c.input = ml_collections.ConfigDict(dict(image_size=64, photos=True, photo_stride=32))
-  c.batch_size = 16
+  common.image_to_image(c, batch_size=16, log_every=100, eval_every=1000)
   c.num_train_steps = 4000
-  c.optimizer = 'adamw'
-  c.learning_rate = 1e-3
-  c.lr_base_batch = 16
-  c.schedule = 'cosine'
   c.warmup_epochs = 0.0
-  c.weight_decay = 0.0
-  c.ema_decay = 0.0
-  c.log_every_steps = 100
-  c.eval_every_steps = 1000
-  c.checkpoint_every_steps = 1000
   if arg == 'autoencoder':
     c.task = 'autoencoding'
     c.model = 'face_autoencoder'

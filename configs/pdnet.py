@@ -53,16 +53,7 @@ def get_config(arg: str = 'cartesian-4'):
   c.input = ml_collections.ConfigDict(dict(image_size=128, patch_stride=64, crop=320))
   c.kspace = ml_collections.ConfigDict(dict(mask=mask, accel=accel, mask_seed=0, noise_std=0.0))
 
-  c.batch_size = 8
+  common.image_to_image(c, batch_size=8, log_every=100, eval_every=1000)
   c.num_epochs = 150.0  # 531 offline crops: 66 steps an epoch, ~10k steps
-  c.optimizer = 'adamw'
-  c.learning_rate = 1e-3
-  c.lr_base_batch = 8
-  c.schedule = 'cosine'
   c.warmup_epochs = 0.0
-  c.weight_decay = 0.0
-  c.ema_decay = 0.0
-  c.log_every_steps = 100
-  c.eval_every_steps = 1000
-  c.checkpoint_every_steps = 1000
   return c
