@@ -44,57 +44,58 @@ class ConvBNReLU(nn.Module):
     return nn.relu(x)
 
 
-class MessageProcessor(nn.Module):
-  """bits [B, L] -> features [B, H, W, C] that place each bit somewhere in the image (the 'spatial' layout)."""
-  grid: int = 8
+class ConvBNReLUNetwork(nn.Module):
+  """The fields that FaceGuard's networks pass on to their Conv-BN-ReLU layers, and a method to add one."""
   features: int = 64
   bn_axis_name: str | None = None
   dtype: str = 'float32'
+
+  def conv_bn_relu(self, h, train: bool, name: str, features: int | None = None):
+    return ConvBNReLU(features or self.features, self.bn_axis_name, self.dtype, name=name)(h, train)
+
+
+class MessageProcessor(ConvBNReLUNetwork):
+  """bits [B, L] -> features [B, H, W, C] that place each bit somewhere in the image (the 'spatial' layout)."""
+  grid: int = 8
 
   @nn.compact
   def __call__(self, bits, height: int, width: int, train: bool = False):
     dt = layers.as_dtype(self.dtype)
     cells = nn.Dense(self.grid * self.grid, dtype=dt, name='to_grid')((2.0 * bits - 1.0).astype(dt))
     cells = jax.image.resize(cells.reshape(-1, self.grid, self.grid, 1), (len(bits), height, width, 1), 'nearest')
-    return ConvBNReLU(self.features, self.bn_axis_name, self.dtype, name='conv')(cells, train)
+    return self.conv_bn_relu(cells, train, 'conv')
 
 
-class Encoder(nn.Module):
+class Encoder(ConvBNReLUNetwork):
   """(cover [B, H, W, 3], bits [B, L]) -> watermarked image [B, H, W, 3] (not clipped: the noise layers and the
   image loss see what the network made; `FaceGuard.embed` clips)."""
   blocks: int = 4
-  features: int = 64
   message_layout: str = 'spatial'
   message_grid: int = 8
-  bn_axis_name: str | None = None
-  dtype: str = 'float32'
 
   @nn.compact
   def __call__(self, cover, bits, train: bool = False):
     h = cover.astype(layers.as_dtype(self.dtype))
     for i in range(self.blocks):
-      h = ConvBNReLU(self.features, self.bn_axis_name, self.dtype, name=f'conv{i}')(h, train)
+      h = self.conv_bn_relu(h, train, f'conv{i}')
     if self.message_layout == 'spatial':
-      message = MessageProcessor(self.message_grid, self.features, self.bn_axis_name, self.dtype,
-                                 name='message')(bits, h.shape[1], h.shape[2], train)
+      message = MessageProcessor(features=self.features, bn_axis_name=self.bn_axis_name, dtype=self.dtype,
+                                 grid=self.message_grid, name='message')(bits, h.shape[1], h.shape[2], train)
     else:
       message = jnp.broadcast_to(bits[:, None, None, :].astype(h.dtype), h.shape[:3] + (bits.shape[-1],))
     h = jnp.concatenate([h, message, cover.astype(h.dtype)], axis=-1)
-    h = ConvBNReLU(self.features, self.bn_axis_name, self.dtype, name='after_concat')(h, train)
+    h = self.conv_bn_relu(h, train, 'after_concat')
     residual = nn.Conv(3, (1, 1), kernel_init=nn.initializers.zeros, dtype=h.dtype, name='to_rgb')(h)
     return cover + residual.astype(jnp.float32)
 
 
-class Decoder(nn.Module):
+class Decoder(ConvBNReLUNetwork):
   """image [B, H, W, 3] -> one real output per bit [B, L] (trained towards the {0, 1} bits). The 'spatial' layout
   needs H = W = message_grid x 2^k with k <= blocks (the watermark API resizes every image to the model's size)."""
   message_bits: int = 32
   blocks: int = 7
-  features: int = 64
   message_layout: str = 'spatial'
   message_grid: int = 8
-  bn_axis_name: str | None = None
-  dtype: str = 'float32'
 
   @nn.compact
   def __call__(self, image, train: bool = False):
@@ -103,13 +104,13 @@ class Decoder(nn.Module):
       self.check_size(image.shape[1], image.shape[2])
     h = image.astype(layers.as_dtype(self.dtype))
     for i in range(self.blocks):
-      h = ConvBNReLU(self.features, self.bn_axis_name, self.dtype, name=f'conv{i}')(h, train)
+      h = self.conv_bn_relu(h, train, f'conv{i}')
       if spatial and h.shape[1] > self.message_grid:
         h = nn.max_pool(h, (2, 2), (2, 2))
     if spatial:
       h = nn.Conv(1, (3, 3), padding='SAME', dtype=h.dtype, name='to_grid')(h).reshape(len(h), -1)
     else:
-      h = jnp.mean(ConvBNReLU(self.message_bits, self.bn_axis_name, self.dtype, name='to_bits')(h, train), axis=(1, 2))
+      h = jnp.mean(self.conv_bn_relu(h, train, 'to_bits', self.message_bits), axis=(1, 2))
     return nn.Dense(self.message_bits, dtype=h.dtype, name='linear')(h).astype(jnp.float32)
 
   def check_size(self, height: int, width: int):
@@ -121,18 +122,15 @@ class Decoder(nn.Module):
                       f'x 2^k, k <= decoder_blocks ({self.blocks}), got {height}x{width}')
 
 
-class Critic(nn.Module):
+class Critic(ConvBNReLUNetwork):
   """image [B, H, W, 3] -> logit [B] that the image carries a watermark."""
   blocks: int = 3
-  features: int = 64
-  bn_axis_name: str | None = None
-  dtype: str = 'float32'
 
   @nn.compact
   def __call__(self, image, train: bool = False):
     h = image.astype(layers.as_dtype(self.dtype))
     for i in range(self.blocks):
-      h = ConvBNReLU(self.features, self.bn_axis_name, self.dtype, name=f'conv{i}')(h, train)
+      h = self.conv_bn_relu(h, train, f'conv{i}')
     return nn.Dense(1, dtype=h.dtype, name='linear')(jnp.mean(h, axis=(1, 2)))[:, 0].astype(jnp.float32)
 
 
@@ -163,8 +161,8 @@ class FaceGuard(nn.Module):
     self.check_config()
     common = dict(features=self.features, bn_axis_name=self.bn_axis_name, dtype=self.dtype)
     layout = dict(message_layout=self.message_layout, message_grid=self.message_grid)
-    self.encoder = Encoder(self.encoder_blocks, **common, **layout)
-    self.decoder = Decoder(self.message_bits, self.decoder_blocks, **common, **layout)
+    self.encoder = Encoder(blocks=self.encoder_blocks, **common, **layout)
+    self.decoder = Decoder(message_bits=self.message_bits, blocks=self.decoder_blocks, **common, **layout)
     if self.critic:
       self.adversary = Critic(**common)
 
