@@ -178,39 +178,43 @@ class OutlookAttention(nn.Module):
     return dense(C, 'proj')(y)
 
 
-class SelfAttention(nn.Module):
-  """Multi-head self-attention over a token sequence (B, N, C); qkv without bias, as VOLO's."""
+class TokenAttention(nn.Module):
+  """Multi-head attention over a token sequence (B, N, C): the fields and the head split of SelfAttention and
+  ClassAttention."""
   num_heads: int
   dtype: Any = jnp.float32
+
+  def dense(self, features: int, name: str, bias: bool = False):
+    return nn.Dense(features, use_bias=bias, kernel_init=dense_init, dtype=self.dtype, name=name)
+
+  def heads(self, t, parts: int):
+    """(B, N, parts * C) -> (parts, B, heads, N, head_dim). Heads-major: the attention products batch over leading
+    axes (2x faster on CPU than einsums over token-major operands, which XLA transposes inside the product)."""
+    return t.reshape(*t.shape[:2], parts, self.num_heads, -1).transpose(2, 0, 3, 1, 4)
+
+
+class SelfAttention(TokenAttention):
+  """Multi-head self-attention; qkv without bias, as VOLO's."""
 
   @nn.compact
   def __call__(self, x):
     B, N, C = x.shape
-    head_dim = C // self.num_heads
-    qkv = nn.Dense(3 * C, use_bias=False, kernel_init=dense_init, dtype=self.dtype, name='qkv')(x)
-    # Heads-major (3, B, heads, N, head_dim): the attention products batch over leading axes (2x faster on CPU
-    # than einsums over token-major operands, which XLA transposes inside the product).
-    q, k, v = qkv.reshape(B, N, 3, self.num_heads, head_dim).transpose(2, 0, 3, 1, 4)
-    y = _attend(q * head_dim ** -0.5, k, v, self.dtype).transpose(0, 2, 1, 3).reshape(B, N, C)
-    return nn.Dense(C, kernel_init=dense_init, dtype=self.dtype, name='proj')(y)
+    q, k, v = self.heads(self.dense(3 * C, 'qkv')(x), 3)
+    y = _attend(q * (C // self.num_heads) ** -0.5, k, v, self.dtype).transpose(0, 2, 1, 3).reshape(B, N, C)
+    return self.dense(C, 'proj', bias=True)(y)
 
 
-class ClassAttention(nn.Module):
+class ClassAttention(TokenAttention):
   """CaiT class attention: the class token (first of x) queries all tokens; only it is updated, so the cost is
   linear in the number of tokens. Returns the new class embedding (B, 1, C)."""
-  num_heads: int
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    B, N, C = x.shape
-    head_dim = C // self.num_heads
-    dense = lambda n, name, bias=False: nn.Dense(n, use_bias=bias, kernel_init=dense_init, dtype=self.dtype,
-                                                 name=name)
-    k, v = dense(2 * C, 'kv')(x).reshape(B, N, 2, self.num_heads, head_dim).transpose(2, 0, 3, 1, 4)
-    q = dense(C, 'q')(x[:, :1]).reshape(B, 1, self.num_heads, head_dim).transpose(0, 2, 1, 3)
-    y = _attend(q * head_dim ** -0.5, k, v, self.dtype).reshape(B, 1, C)  # one query: (B, heads, 1, d) is (B, 1, C)
-    return dense(C, 'proj', bias=True)(y)
+    B, _, C = x.shape
+    k, v = self.heads(self.dense(2 * C, 'kv')(x), 2)
+    [q] = self.heads(self.dense(C, 'q')(x[:, :1]), 1)
+    y = _attend(q * (C // self.num_heads) ** -0.5, k, v, self.dtype).reshape(B, 1, C)  # one query: (B, heads, 1, d)
+    return self.dense(C, 'proj', bias=True)(y)
 
 
 class Mlp(nn.Module):
