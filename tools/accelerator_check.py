@@ -33,23 +33,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = [('resnetrs50', 160), ('volo_d1', 224)]
 
 ROUND_TRIP = '''
-import json, sys
+import json, runpy, sys
 import jax, numpy as np
 out, workdir = sys.argv[1], sys.argv[2]
-exported = jax.export.deserialize(open(out + '/model.jaxexport', 'rb').read())
-variables = {}
-for name, value in np.load(out + '/variables.npz').items():
-  node = variables
-  *parents, leaf = name.split('/')
-  for p in parents:
-    node = node.setdefault(p, {})
-  node[leaf] = value
+forward = runpy.run_path(out + '/load.py')['load'](out)  # on the default device: the accelerator
 meta = json.load(open(out + '/export.json'))
 images = np.random.default_rng(0).standard_normal((8, meta['image_size'], meta['image_size'], meta['channels']))
 images = images.astype(np.float32)
 accelerator = jax.devices()[0]
-on_device = {n: np.asarray(exported.call(jax.device_put(variables, accelerator), jax.device_put(images[:n], accelerator)))
-             for n in (1, 3, 8)}
+on_device = {n: np.asarray(forward(jax.device_put(images[:n], accelerator))) for n in (1, 3, 8)}
 import zoo
 from zoo import checkpoint
 config, live = checkpoint.load_variables(workdir, 'classification', train_hint='train.py')

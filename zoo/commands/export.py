@@ -7,15 +7,17 @@ PATH (a new directory; an existing one is refused) receives:
   its path ('params/stem/conv/kernel').
 - `timm.safetensors`: the same weights under timm's names and torch's layouts, for ResNet-RS and VOLO.
 - `export.json`: model, input size, classes, normalisation, and the model card's crop and resize filter.
-Load it with jax alone (no zoo code): `exported = jax.export.deserialize(open('model.jaxexport', 'rb').read())`,
-the npz unflattened on '/', then `exported.call(variables, images)`.
+- `load.py`: loads the artifact with jax and numpy alone (zoo/commands/export_loader.py):
+  `forward = runpy.run_path('PATH/load.py')['load']('PATH')`, then `logits = forward(images)`.
 """
 import json
 import os
+import shutil
 
 from absl import flags
 
 from zoo import cli
+from zoo.commands import export_loader
 from zoo.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -56,6 +58,7 @@ def export(workdir: str, out: str, batch_polymorphic: bool, batch_size: int) -> 
   with open(os.path.join(out, 'model.jaxexport'), 'wb') as f:
     f.write(exported.serialize())
   np.savez(os.path.join(out, 'variables.npz'), **flat)
+  shutil.copyfile(export_loader.__file__, os.path.join(out, 'load.py'))
   if timm_weights is not None:
     save_file(timm_weights, os.path.join(out, 'timm.safetensors'))
   meta = {'model': config['model'], 'model_kwargs': kwargs, 'image_size': size, 'channels': channels,
