@@ -132,13 +132,14 @@ def tensor_fixture():
            **{k: (v.float() if v.dtype == torch.bfloat16 else v).numpy() for k, v in tensors.items()})
 
 
-def shapes_fixture():
+def shapes_fixture(names=FULL_SIZE, filename='full_size_shapes.json'):
+  """The state-dict shapes of timm's full-size `names` (built on the meta device: no weights), as JSON."""
   shapes = {}
-  for name in FULL_SIZE:
+  for name in names:
     with torch.device('meta'):
       model = timm.create_model(name, pretrained=False)
     shapes[name] = {k: list(v.shape) for k, v in model.state_dict().items()}
-  with open(os.path.join(OUT, 'full_size_shapes.json'), 'w') as f:
+  with open(os.path.join(OUT, filename), 'w') as f:
     json.dump(shapes, f, separators=(',', ':'))
 
 
@@ -238,13 +239,7 @@ def volo_main():
   manifest = {name: volo_fixture(name, *spec, seed=100 + i) for i, (name, spec) in enumerate(VOLO_MODELS.items())}
   with open(os.path.join(OUT, 'volo_models.json'), 'w') as f:
     json.dump(manifest, f, indent=1)
-  shapes = {}
-  for name in VOLO_FULL_SIZE:
-    with torch.device('meta'):
-      model = timm.create_model(name, pretrained=False)
-    shapes[name] = {k: list(v.shape) for k, v in model.state_dict().items()}
-  with open(os.path.join(OUT, 'volo_full_size_shapes.json'), 'w') as f:
-    json.dump(shapes, f, separators=(',', ':'))
+  shapes_fixture(VOLO_FULL_SIZE, 'volo_full_size_shapes.json')
   print(f'timm {timm.__version__}, torch {torch.__version__}; wrote ' + ', '.join(
       f'{n} {os.path.getsize(os.path.join(OUT, n)) // 1024} KiB' for n in sorted(os.listdir(OUT))
       if n.startswith('volo_')))
