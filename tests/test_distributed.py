@@ -1,11 +1,9 @@
 """Joining a multi-process run (zoo/distributed.py): SLURM's and Open MPI's environments, as srun and mpirun set
-them, or the flags of a run started by hand. jax.distributed.initialize, the call that would join other processes,
+them, or the arguments of a run started by hand. jax.distributed.initialize, the call that would join other processes,
 is replaced by one that records its arguments (or fails as an unreachable coordinator does); the two-process run
 itself is tests/test_multihost.py."""
 import jax
 import pytest
-from absl import flags
-from absl.testing import flagsaver
 
 from zoo import distributed
 from zoo.errors import UserError
@@ -13,19 +11,14 @@ from zoo.errors import UserError
 
 @pytest.fixture
 def joins(monkeypatch):
-  """The calls of jax.distributed.initialize, recorded instead of made, in an environment of no launcher and a
-  command line with none of the flags (parsed, as train.py's); the flags and jax's config are restored after."""
+  """The calls of jax.distributed.initialize, recorded instead of made, in an environment of no launcher; jax's
+  config is restored after."""
   calls = []
   monkeypatch.setattr(jax.distributed, 'initialize', lambda *args: calls.append(args))
   for var in distributed.LAUNCHERS.values():
     monkeypatch.delenv(var, raising=False)
   collectives = jax.config.jax_cpu_collectives_implementation
-  saved, parsed = flagsaver.save_flag_values(), flags.FLAGS.is_parsed()
-  flags.FLAGS.mark_as_parsed()
   yield calls
-  flagsaver.restore_flag_values(saved)
-  if not parsed:
-    flags.FLAGS.unparse_flags()
   jax.config.update('jax_cpu_collectives_implementation', collectives)
 
 
@@ -49,14 +42,14 @@ def test_a_launchers_environment_joins_the_run(joins, monkeypatch, caplog, var, 
   assert jax.config.jax_cpu_collectives_implementation == 'gloo'
 
 
-def test_flags_join_the_run_and_must_come_together(joins):
-  flags.FLAGS.coordinator_address, flags.FLAGS.num_processes = '10.0.0.1:1234', 2
+def test_a_run_started_by_hand_joins_with_all_three_arguments(joins):
+  """zoo-train passes its --coordinator_address, --num_processes and --process_id (tests/test_errors.py: one of them
+  alone is one error line)."""
   with pytest.raises(UserError, match=r'^a multi-process run started by hand needs all of --coordinator_address, '
                                       r'--num_processes and --process_id$'):
-    distributed.initialize()
+    distributed.initialize('10.0.0.1:1234', 2)
   assert joins == []
-  flags.FLAGS.process_id = 1
-  distributed.initialize()
+  distributed.initialize('10.0.0.1:1234', 2, 1)
   assert joins == [('10.0.0.1:1234', 2, 1)]
 
 

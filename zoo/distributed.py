@@ -6,14 +6,9 @@ of this: JAX finds the other hosts of a slice itself.
 """
 import os
 
-from absl import flags, logging
+from absl import logging
 
 from zoo.errors import UserError
-
-flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for a multi-process run started by hand; '
-                    'with --num_processes and --process_id.')
-flags.DEFINE_integer('num_processes', None, 'Processes of a multi-process run started by hand.')
-flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes - 1.')
 
 # Launchers whose environment jax.distributed.initialize() reads by itself: the variable that holds the process count.
 LAUNCHERS = {'SLURM (srun)': 'SLURM_NTASKS', 'Open MPI (mpirun)': 'OMPI_COMM_WORLD_SIZE'}
@@ -24,11 +19,12 @@ def _launcher() -> str | None:
   return next((name for name, var in LAUNCHERS.items() if int(os.environ.get(var, '1')) > 1), None)
 
 
-def initialize() -> None:
-  """Calls `jax.distributed.initialize` for a multi-process run (the flags, or a detected launcher); a single process
-  leaves it alone. On CPU the cross-process collectives go through gloo (XLA:CPU has no other)."""
-  f = flags.FLAGS
-  by_hand = [f.coordinator_address, f.num_processes, f.process_id]
+def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> None:
+  """Calls `jax.distributed.initialize` for a multi-process run: one started by hand gives all three arguments
+  (zoo-train's flags of those names), one under a detected launcher none. A single process leaves it alone. On CPU
+  the cross-process collectives go through gloo (XLA:CPU has no other)."""
+  by_hand = [coordinator_address, num_processes, process_id]
   launcher = _launcher()
   if all(v is None for v in by_hand) and launcher is None:
     return
@@ -38,7 +34,7 @@ def initialize() -> None:
   import jax
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   try:
-    jax.distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
   except (ValueError, RuntimeError) as e:  # a bad address, id or count; a coordinator that never answered
     raise UserError(f'could not join the multi-process run ({launcher or "flags"}): {str(e).splitlines()[0]}') from e
   logging.info('process %d of %d (%s); %d local of %d devices', jax.process_index(), jax.process_count(),

@@ -20,8 +20,10 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-  from zoo import distributed  # defines the multi-process flags
-  flags.adopt_module_key_flags(distributed)
+  flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for a multi-process run started by hand; '
+                      'with --num_processes and --process_id.')
+  flags.DEFINE_integer('num_processes', None, 'Processes of a multi-process run started by hand.')
+  flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes - 1.')
   config_flags.DEFINE_config_file('config', None, 'Experiment config file, e.g. configs/quickstart.py.',
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'Checkpoints, config.json and TensorBoard logs go here.')
@@ -33,7 +35,7 @@ def main(argv):
     raise UserError(f'unexpected arguments {argv[1:]}')
   from zoo import distributed, trainer
   overrides = config_flags.get_override_values(FLAGS['config'])
-  distributed.initialize()
+  distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info('config %s, overrides: %s (all of it in %s)', config_flags.get_config_filename(FLAGS['config']),
                ' '.join(f'{k}={v}' for k, v in sorted(overrides.items())) or 'none',
                os.path.join(FLAGS.workdir, 'config.json'))
