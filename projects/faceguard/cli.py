@@ -16,8 +16,9 @@ import secrets
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from zoo import cli
 from zoo.errors import UserError
 
 EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
@@ -131,4 +132,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main, __doc__)  # the commands' defaults: fast XLA:CPU flags, a quiet console, one-line errors

@@ -24,9 +24,10 @@ import json
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from projects import common
+from zoo import cli
 from zoo.watermark import manipulation
 
 JPEG_QUALITIES = (50, 60, 70, 80, 90)
@@ -233,4 +234,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main, __doc__)  # the commands' defaults: fast XLA:CPU flags, a quiet console, one-line errors

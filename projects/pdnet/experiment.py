@@ -21,10 +21,11 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from projects import common
 from projects.pnp import experiment as pnp_experiment
+from zoo import cli
 from zoo.cli import apply_overrides
 from zoo.errors import UserError
 
@@ -248,4 +249,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main, __doc__)  # the commands' defaults: fast XLA:CPU flags, a quiet console, one-line errors

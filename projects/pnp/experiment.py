@@ -16,9 +16,10 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from projects import common
+from zoo import cli
 from zoo.cli import apply_overrides
 
 SPECTRAL_NORMS = ('none', 'standard', 'real')
@@ -207,4 +208,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main, __doc__)  # the commands' defaults: fast XLA:CPU flags, a quiet console, one-line errors
