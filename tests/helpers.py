@@ -29,9 +29,11 @@ def tiny_config(data_dir, **overrides):
 
 
 def init_variables(model, seed: int, *inputs, **kwargs):
-  """`model.init` compiled as one function: run eagerly, it compiles each of its operations apart (26 s for the
-  quickstart's ResNet-RS on the first call of a test process)."""
-  return jax.jit(functools.partial(model.init, **kwargs))(jax.random.key(seed), *inputs)
+  """`model.init` compiled as one function, as the trainer compiles it (trainer.RUN_ONCE): run eagerly, it compiles
+  each of its operations apart (26 s for the quickstart's ResNet-RS on the first call of a test process)."""
+  from zoo import trainer
+  init = jax.jit(functools.partial(model.init, **kwargs)).lower(jax.random.key(seed), *inputs)
+  return init.compile(compiler_options=trainer.RUN_ONCE)(jax.random.key(seed), *inputs)
 
 
 def console_script(name: str) -> str:

@@ -34,9 +34,9 @@ def workdir(tmp_path_factory):
   config.input.channels = 3
   model = zoo.create_model(config.model, **config.model_kwargs)
   variables = init_variables(model, 0, jnp.zeros((1, 28, 28, 3)))
-  keys = iter(jax.random.split(jax.random.key(1), 1000))
+  rng = np.random.default_rng(1)
   variables = {'params': variables['params'], 'batch_stats': jax.tree.map(
-      lambda x: jax.random.uniform(next(keys), x.shape, minval=0.5, maxval=1.5), variables['batch_stats'])}
+      lambda x: rng.uniform(0.5, 1.5, x.shape).astype(np.float32), variables['batch_stats'])}
   path = tmp_path_factory.mktemp('export') / 'run'
   checkpoint.save_pretrained(str(path), variables, config.to_dict())
   return str(path), model, variables
