@@ -1,6 +1,7 @@
 """Test set-up: the commands' environment defaults (zoo/cli.py) and 8 host devices (multi-device code is tested as on
 a real slice), set before jax starts its backend. Run from the repository root as `python -m pytest`."""
 import fcntl
+import gc
 import glob
 import os
 import resource
@@ -31,6 +32,16 @@ def tfds_dir(tmp_path_factory):
   path = str(tmp_path_factory.mktemp('tfds'))
   tfds.builder('mnist5k', data_dir=path).download_and_prepare()
   return path
+
+
+@pytest.fixture(scope='module', autouse=True)
+def fresh_jax_caches():
+  """Each test module starts without the compiled functions of the modules before it: a worker keeps what a test
+  module compiled (its executables, traces and constants) until the caches are cleared, so its memory would grow
+  with every module it runs."""
+  yield
+  jax.clear_caches()
+  gc.collect()
 
 
 def pytest_report_header(config):
