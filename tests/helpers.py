@@ -56,6 +56,13 @@ def run_cli(script, *args, devices=None, timeout=600, env=None):
   return proc.returncode, proc.stdout, proc.stderr
 
 
+def one_script_each(scripts, cases):
+  """pytest parameters (script, *case) that give each case to one of `scripts` in turn. The scripts are entry points
+  of one `main` (a console script and the root script or module that wraps it), so each meets some of the cases
+  rather than all of them, and every entry point is still run."""
+  return [(scripts[i % len(scripts)], *case) for i, case in enumerate(cases)]
+
+
 def load_params(workdir, step=None, key='params'):
   from zoo import checkpoint
   with checkpoint.manager(workdir, read_only=True) as mngr:

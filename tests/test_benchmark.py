@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import one_script_each, run_cli
 from zoo.commands import benchmark
 
 FIELDS = {'model', 'image_size', 'batch_size', 'mode', 'dtype', 'parallelism', 'backend', 'device', 'devices',
@@ -77,7 +77,7 @@ def test_cli_prints_one_json_line():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('args,message', [
+@pytest.mark.parametrize('script,args,message', one_script_each(['zoo-benchmark', 'benchmark.py'], [
     (['--model=resnet50'], "Unknown model 'resnet50'"),
     (['--model=pdnet'], 'measures the classifiers'),
     (['--batch_size=6'], 'not divisible by the number of devices (4)'),
@@ -85,8 +85,7 @@ def test_cli_prints_one_json_line():
     (['--mode=fit'], '--mode must be one of'),
     (['--model_kwargs={"colour": 1}'], "does not accept colour"),
     (['--model_kwargs=scan'], 'must be a JSON object'),
-])
-@pytest.mark.parametrize('script', ['zoo-benchmark', 'benchmark.py'])
+]))
 def test_bad_input_is_one_error_line(script, args, message):
   code, out, err = run_cli(script, *args, devices=4)
   assert code != 0 and message in err.strip().splitlines()[-1], err[-2000:]

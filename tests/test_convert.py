@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, one_script_each, run_cli
 from zoo import checkpoint
 from zoo.convert import ConversionError, from_timm, load_weights
 from zoo.convert.readers import read_safetensors, read_torch
@@ -217,7 +217,7 @@ def _error_line(stderr):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('args,message', [
+@pytest.mark.parametrize('script,args,message', one_script_each(['zoo-convert', '-m zoo.convert'], [
     (['--model', 'resnetrs5', '--weights', 'x.pth'], "error: Unknown model 'resnetrs5'. Did you mean resnetrs50"),
     (['--model', 'resnetrs50', '--weights', 'nowhere.pth'], 'error: weights file nowhere.pth not found'),
     (['--model', 'resnetrs50', '--weights', os.path.join(FIXTURES, 'models.json')], 'error: unknown weights format'),
@@ -225,8 +225,7 @@ def _error_line(stderr):
      'error: the weights do not fit resnetrs50(): 228 missing, 118 with the wrong shape'),
     (['--model', 'resnetrs50', '--weights', 'x.pth', '--model_kwargs={"depth": 51}'],
      'error: ResNet-RS depth 51 is not published'),
-])
-@pytest.mark.parametrize('script', ['zoo-convert', '-m zoo.convert'])
+]))
 def test_cli_errors_in_one_line(tmp_path, args, message, script):
   rc, _, stderr = run_cli(script, *args, '--out', str(tmp_path / 'out'), devices=1, timeout=120)
   assert rc == 1

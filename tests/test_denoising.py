@@ -138,6 +138,7 @@ def fake_paper_data(root):
 
 
 @pytest.mark.slow
+@pytest.mark.optimized
 def test_experiment_script_writes_table_and_plot(tmp_path, monkeypatch):
   """The script on the paper's layout with tiny contents, found through $ZOO_PNP_DATA: every denoiser trained in its
   workdir, every problem and solver run, results, table and plot written to --out."""

@@ -5,7 +5,7 @@ import os
 import pytest
 
 import zoo
-from tests.helpers import run_cli, tiny_config
+from tests.helpers import one_script_each, run_cli, tiny_config
 from zoo import trainer
 from zoo.errors import UserError
 
@@ -73,7 +73,7 @@ def test_workdir_of_another_model_is_not_resumed(tfds_dir, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('args,message', [
+@pytest.mark.parametrize('script,args,message', one_script_each(['zoo-train', 'train.py'], [
     (QUICK + ['--config.foo=1'], "error: unknown config key 'foo'"),
     (QUICK + ['--config.input.flipp=1'], "error: unknown config key 'input.flipp'; did you mean 'input.flip'?"),
     (['--config=configs/resnet_rs.py:51-160'], 'error: ValueError: ResNet-RS depth 51 is not one of'),
@@ -82,8 +82,7 @@ def test_workdir_of_another_model_is_not_resumed(tfds_dir, tmp_path):
     (QUICK + ['--config.batch_size=12'], 'error: batch_size=12 is not divisible by the number of devices (8)'),
     (QUICK + ['--num_processes=2'], 'error: a multi-process run started by hand needs all of --coordinator_address'),
     (QUICK + ['extra'], "error: unexpected arguments ['extra']"),
-])
-@pytest.mark.parametrize('script', ['zoo-train', 'train.py'])
+]))
 def test_cli_reports_one_line(script, args, message, tmp_path, tfds_dir):
   rc, out, err = run_cli(script, *args, f'--workdir={tmp_path}', f'--config.data_dir={tfds_dir}', devices=8,
                          timeout=120)

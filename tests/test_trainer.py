@@ -188,6 +188,7 @@ def damage(step_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.optimized
 def test_quickstart_config_learns(tfds_dir, tmp_path):
   """A short run of the quickstart recipe beats chance (10%) by far."""
   c = tiny_config(tfds_dir, num_train_steps=60, batch_size=64, log_every_steps=20, warmup_epochs=0.2)
