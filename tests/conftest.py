@@ -1,5 +1,6 @@
 """Test set-up: the commands' environment defaults (zoo/cli.py) and 8 host devices (multi-device code is tested as on
-a real slice), set before jax starts its backend. Run from the repository root as `python -m pytest`."""
+a real slice), set before jax starts its backend; cheap compilation, and a compilation cache shared by the test
+processes and the commands they start. Run from the repository root as `python -m pytest`."""
 import fcntl
 import gc
 import glob
@@ -16,8 +17,8 @@ os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''), '--xla_forc
 # its older CPU fusion emitter), in the test processes and in every command they start; on this 2-core machine the
 # suite took 13.6 minutes instead of 17.0 (2026-12-05). Tests marked `optimized` compile as users' runs do.
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
-# One persistent compilation cache per test session, inherited by the xdist workers and by every train.py they
-# start: the many runs of the same tiny training step compile once (the SIGTERM / SIGKILL test: 116 s -> 48 s).
+# One persistent compilation cache per test session, shared by the xdist workers and every train.py they start: the
+# many runs of the same tiny training step compile once (the SIGTERM / SIGKILL test: 116 s -> 48 s).
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='zoo-tests-jax-cache-'))
 # Where each test process leaves its peak memory for the summary (pytest_terminal_summary).
 os.environ.setdefault('ZOO_TEST_PEAKS_DIR', tempfile.mkdtemp(prefix='zoo-tests-peaks-'))
@@ -25,6 +26,10 @@ os.environ.setdefault('ZOO_TEST_PEAKS_DIR', tempfile.mkdtemp(prefix='zoo-tests-p
 import jax  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+# jax read its environment when `zoo` imported it, above: the test processes take both settings here.
+jax.config.update('jax_disable_most_optimizations', os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] == '1')
+jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
 
 tf.config.set_visible_devices([], 'GPU')  # tf.data only; keep TF off any accelerator
 
