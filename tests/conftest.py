@@ -14,8 +14,9 @@ cli.environment_defaults(os.environ, cli.jax_runs_on_cpu_only(os.environ))
 os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''), '--xla_force_host_platform_device_count=8',
                                     '--xla_cpu_use_fusion_emitters=false'])
 # The tests compile far more than they compute: by default XLA skips its expensive optimisations (and, above, uses
-# its older CPU fusion emitter), in the test processes and in every command they start; on this 2-core machine the
-# suite took 13.6 minutes instead of 17.0 (2026-12-05). Tests marked `optimized` compile as users' runs do.
+# its older CPU fusion emitter), in the test processes and in every command they start (with the suite's other
+# changes of 2026-12-05, its pytest time on this 2-core machine went from 17:00 to 14:30; docs/testing.md). Tests
+# marked `optimized` compile as users' runs do.
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 # One persistent compilation cache per test session, shared by the xdist workers and every train.py they start: the
 # many runs of the same tiny training step compile once (the SIGTERM / SIGKILL test: 116 s -> 48 s).
