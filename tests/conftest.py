@@ -1,6 +1,6 @@
 """Test set-up: the commands' environment defaults (zoo/cli.py) and 8 host devices (multi-device code is tested as on
-a real slice), set before jax starts its backend; cheap compilation, and a compilation cache shared by the test
-processes and the commands they start. Run from the repository root as `python -m pytest`."""
+a real slice), set before jax starts its backend; cheap compilation, and a compilation cache shared by the commands
+the tests start. Run from the repository root as `python -m pytest`."""
 import fcntl
 import gc
 import glob
@@ -18,8 +18,8 @@ os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''), '--xla_forc
 # changes of 2026-12-05, its pytest time on this 2-core machine went from 17:00 to 14:30; docs/testing.md). Tests
 # marked `optimized` compile as users' runs do.
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
-# One persistent compilation cache per test session, shared by the xdist workers and every train.py they start: the
-# many runs of the same tiny training step compile once (the SIGTERM / SIGKILL test: 116 s -> 48 s).
+# One persistent compilation cache per test session for every train.py the tests start: the many runs of the same
+# tiny training step compile once (the SIGTERM / SIGKILL test: 116 s -> 48 s).
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='zoo-tests-jax-cache-'))
 # Where each test process leaves its peak memory for the summary (pytest_terminal_summary).
 os.environ.setdefault('ZOO_TEST_PEAKS_DIR', tempfile.mkdtemp(prefix='zoo-tests-peaks-'))
@@ -28,9 +28,9 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-# jax read its environment when `zoo` imported it, above: the test processes take both settings here.
+# jax read its environment when `zoo` imported it, above: the test processes take the compilation setting here. They
+# do not use the persistent cache themselves: what they compile is mostly compiled once, and writing it cost time.
 jax.config.update('jax_disable_most_optimizations', os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] == '1')
-jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
 
 tf.config.set_visible_devices([], 'GPU')  # tf.data only; keep TF off any accelerator
 
