@@ -15,7 +15,7 @@ os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''), '--xla_forc
                                     '--xla_cpu_use_fusion_emitters=false'])
 # The tests compile far more than they compute: by default XLA skips its expensive optimisations (and, above, uses
 # its older CPU fusion emitter), in the test processes and in every command they start (with the suite's other
-# changes of 2026-12-05, its pytest time on this 2-core machine went from 17:00 to 14:30; docs/testing.md). Tests
+# changes of 2026-12-05, its pytest time on this 2-core machine went from 17:00 to 13:19; docs/testing.md). Tests
 # marked `optimized` compile as users' runs do.
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 # One persistent compilation cache per test session for every train.py the tests start: the many runs of the same
