@@ -133,8 +133,8 @@ def test_loop_friendly_conv_has_the_gradients_of_lax(kernel, padding):
 def test_remat_under_scan_cuts_the_steps_memory():
   """Memory, from XLA's buffer assignment of the compiled gradient of a (3, 3, 3, 3) member at 128x128, batch 8
   (compiled from shapes, not run): scanned, 64.5 MiB of temporaries with remat against 99.7 without (2026-12-05,
-  under the tests' XLA flags). (Unrolled, XLA:CPU schedules the recomputation early and saves nothing;
-  docs/memory.md.)"""
+  under the tests' XLA flags; `pytest -s tests/test_resnet_rs_scan.py -k memory` prints them). (Unrolled, XLA:CPU
+  schedules the recomputation early and saves nothing; docs/memory.md.)"""
   deeper = {**REDUCED, 'stage_depths': (3, 3, 3, 3)}
   larger = jax.ShapeDtypeStruct((8, 128, 128, 3), jnp.float32)
   shapes = jax.eval_shape(zoo.create_model('resnetrs50', **deeper).init, jax.random.key(0), larger)
@@ -144,4 +144,5 @@ def test_remat_under_scan_cuts_the_steps_memory():
     compiled = gradient.lower(shapes['params'], shapes['batch_stats'], larger).compile()
     temporaries.append(compiled.memory_analysis().temp_size_in_bytes)
   plain, remat = temporaries
+  print(f'temporaries: {plain / 2**20:.1f} MiB without remat, {remat / 2**20:.1f} MiB with')  # pytest -s shows it
   assert remat < 0.75 * plain, (plain, remat)
