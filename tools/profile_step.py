@@ -24,8 +24,9 @@ from zoo.commands import benchmark
 from zoo.errors import UserError
 
 FLAGS = flags.FLAGS
-# Events of the runtime itself (waiting, scheduling), not of an XLA instruction.
-RUNTIME_EVENTS = re.compile(r'Thunk|SlinkyThreadPool|^end: ')
+# Events of the runtime itself (waiting, scheduling, PjRt's execute and input handling), not of an XLA instruction.
+# HLO instruction names never contain a space; the runtime's names often do ('Wait: pending_threads=1/2').
+RUNTIME_EVENTS = re.compile(r'Thunk|SlinkyThreadPool|\s')
 
 
 def op_times(trace_dir: str, calls: int) -> list[tuple[str, float, int]]:
