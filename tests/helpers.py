@@ -56,6 +56,13 @@ def run_cli(script, *args, devices=None, timeout=600, env=None):
   return proc.returncode, proc.stdout, proc.stderr
 
 
+def without_tensorflow(module: str) -> tuple[str, str]:
+  """run_cli's (script, code) that runs `python -m module ARGS` with TensorFlow blocked: importing it fails, so the
+  command passes only if nothing it runs needs TensorFlow."""
+  return '-c', (f"import runpy, sys; sys.modules['tensorflow'] = None; sys.argv[0] = {module!r}; "
+                f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)")
+
+
 def one_script_each(scripts, cases):
   """pytest parameters (script, *case) that give each case to one of `scripts` in turn. The scripts are entry points
   of one `main` (a console script and the root script or module that wraps it), so each meets some of the cases
@@ -67,6 +74,17 @@ def load_params(workdir, step=None, key='params'):
   from zoo import checkpoint
   with checkpoint.manager(workdir, read_only=True) as mngr:
     return checkpoint.restore_state(mngr, step if step is not None else mngr.latest_step())[key]
+
+
+def logged_scalars(workdir, tag) -> dict:
+  """{step: value} of scalar `tag` in the TensorBoard events of `workdir`, read back as TensorBoard reads them."""
+  from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.util import tensor_util
+  events = event_accumulator.EventAccumulator(str(workdir), size_guidance={event_accumulator.TENSORS: 0})
+  events.Reload()
+  if tag not in events.Tags()[event_accumulator.TENSORS]:
+    return {}
+  return {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)}
 
 
 def max_abs_diff(a, b):

@@ -5,10 +5,12 @@ tests/fixtures/checkpoints/ holds the step-2 checkpoints of two 3-step runs and 
 classifier with EMA, and a RealSN denoiser trained with `ema_decay=0`, whose checkpoint still holds a copy of its
 weights as EMA. Today's code must read the right weights from both and resume them to the same step 3.
 """
+import functools
 import json
 import os
 import shutil
 
+import flax
 import jax
 import numpy as np
 import pytest
@@ -17,6 +19,8 @@ import zoo
 from tests.helpers import ROOT
 from tools import make_checkpoint_fixtures as fixtures
 from zoo import checkpoint, ema, evaluation, trainer
+from zoo.parallel import DataParallel
+from zoo.tasks import get_task
 
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures', 'checkpoints')
 RUNS = {'classification_ema': 'classification', 'denoiser_realsn': 'denoising'}
@@ -57,15 +61,33 @@ def test_old_checkpoints_evaluate_as_they_did(name, tfds_dir):
   assert metrics == pytest.approx(stored['eval'], rel=1e-5)
 
 
+def step_from(config, workdir):
+  """Step 3 as a straight run takes it from the checkpoint of step 2 in `workdir`: today's training step on today's
+  batch 2, outside `train_and_evaluate` (for the denoiser, whose stored step 3 was trained on the tf.data input's
+  batch 2 before its input moved to grain)."""
+  task = get_task(config)
+  tx = trainer.optimizer(config, trainer.learning_rate_schedule(config, task.steps_per_epoch, 3),
+                         task.weight_decay_mask)
+  dp = DataParallel(config.parallelism)
+  with checkpoint.manager(workdir, read_only=True) as mngr:
+    state = trainer.restore_or_init(task, tx, mngr, config, workdir)
+  assert int(state.step) == 2
+  step = dp.compile(functools.partial(trainer.train_step, task=task, tx=tx, decay=config.ema_decay), 1, 1)
+  state, _, _ = step(dp.put_state(state), next(dp.prefetch(task.train_batches(2))), jax.random.key(config.seed + 1))
+  return flax.serialization.to_state_dict(dp.get_state(state))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(RUNS))
 def test_old_checkpoints_resume_to_the_same_step(name, tfds_dir, tmp_path):
   """Step 3 resumed by today's trainer equals step 3 of the straight run, and a run without EMA (the denoiser's)
-  drops the old checkpoint's copy: its new checkpoint holds the weights once."""
+  drops the old checkpoint's copy: its new checkpoint holds the weights once. The classifier's straight step 3 is the
+  stored one; the denoiser's is taken from step 2 by `step_from`, its input's random stream having changed since."""
   arrays, _ = expected(name)
   workdir = str(tmp_path / name)
   shutil.copytree(os.path.join(FIXTURES, name, 'checkpoints'), checkpoint.checkpoint_dir(workdir))
   config = config_of(name, tfds_dir)
+  straight = step_from(config, workdir) if name == 'denoiser_realsn' else None
   trainer.train_and_evaluate(config, workdir)
   with checkpoint.manager(workdir, read_only=True) as mngr:
     assert mngr.all_steps() == [2, 3]
@@ -73,5 +95,9 @@ def test_old_checkpoints_resume_to_the_same_step(name, tfds_dir, tmp_path):
   assert ('ema_params' in state) == (config.ema_decay > 0)
   for kind, use_ema in (('raw', False), ('ema', True)):
     variables, _ = ema.inference_variables(state, use_ema)
-    np.testing.assert_allclose(outputs(config, variables, arrays['inputs']), arrays[f'{kind}_3'], rtol=1e-5,
-                               atol=1e-6)
+    reference = (outputs(config, ema.inference_variables(straight, use_ema)[0], arrays['inputs'])
+                 if straight else arrays[f'{kind}_3'])
+    np.testing.assert_allclose(outputs(config, variables, arrays['inputs']), reference, rtol=1e-5, atol=1e-6)
+  if straight:  # and it is a training step: not the weights of step 2
+    assert not np.allclose(outputs(config, ema.inference_variables(state)[0], arrays['inputs']), arrays['raw_2'],
+                           rtol=1e-5, atol=1e-6)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import logged_scalars, run_cli, without_tensorflow
 from projects.pdnet import experiment as pdnet_experiment
 from projects.pnp import experiment as pnp_experiment
 from zoo.errors import UserError
@@ -54,11 +54,12 @@ def test_experiment_end_to_end(tmp_path, monkeypatch):
   """Tiny networks, a few steps and iterations at 32x32, 4x only: every method scored on the four held-out images,
   the tuned parameters from their grids, zero-filled equal to a direct |A* y|, the table and the figure written to
   --out; the denoiser (on the offline photographs: no paper data given) and both PD-Nets trained where the flags
-  say."""
+  say. It runs with TensorFlow blocked: the in-memory tasks' training (grain input, TensorBoard events) and the
+  project's driver need none."""
   monkeypatch.delenv('ZOO_PNP_DATA', raising=False)
   overrides = {'batch_size': 8, 'model_kwargs.features': 4}
   code, out, err = run_cli(
-      '-m projects.pdnet.experiment', f'--workdir={tmp_path / "w"}', f'--out={tmp_path / "out"}', '--image_size=32',
+      *without_tensorflow('projects.pdnet.experiment'), f'--workdir={tmp_path / "w"}', f'--out={tmp_path / "out"}', '--image_size=32',
       '--accels=4', '--train_steps=3', '--iterations=3', '--tv_iterations=5', '--denoiser_steps=2',
       f'--denoiser_workdir={tmp_path / "denoiser"}', f'--config_overrides={json.dumps(overrides)}', devices=1)
   assert code == 0, err[-3000:]
@@ -82,6 +83,9 @@ def test_experiment_end_to_end(tmp_path, monkeypatch):
   assert '| PD-Net learned |' in text and '| TV-PDHG |' in text and text in out
   assert (tmp_path / 'out' / 'figure.png').stat().st_size > 10_000
   assert {d.name for d in (tmp_path / 'w').iterdir()} == {'pdnet-pdhg-cartesian-4', 'pdnet-learned-cartesian-4'}
+  # Their TensorBoard events, written without TensorFlow: the training loss at the last step, the final evaluation.
+  learned = tmp_path / 'w' / 'pdnet-learned-cartesian-4'
+  assert 3 in logged_scalars(learned, 'train/loss') and 3 in logged_scalars(learned, 'eval/psnr')
 
   # The same workdir with another step count is refused, not retrained over; so is a denoiser workdir of another kind.
   other = pdnet_experiment.pdnet_config('learned', 4, 32, 5, overrides)

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from tests.helpers import STATE_KEYS, init_variables, load_params, max_abs_diff, run_cli, tiny_config
+from tests.helpers import STATE_KEYS, init_variables, load_params, logged_scalars, max_abs_diff, run_cli, tiny_config
 from zoo import ema, trainer
 from zoo.errors import UserError
 from zoo.parallel import DataParallel
@@ -224,7 +224,6 @@ def test_eval_cli_reads_ema_or_raw_weights_at_any_resolution(tfds_dir, pmap_run,
   """eval.py in its own process (as users run it): EMA by default, raw on request, any resolution, one JSON line.
   The EMA weights are the EMA parameters with the EMA batch statistics: of the four pairs, evaluated here, it is the
   loss of that one."""
-  import glob
   import json
   from zoo.tasks import get_task
   workdir = str(tmp_path / 'w')
@@ -250,8 +249,11 @@ def test_eval_cli_reads_ema_or_raw_weights_at_any_resolution(tfds_dir, pmap_run,
   assert raw['loss'] == pytest.approx(losses['params', 'batch_stats'], rel=1e-4), losses
   values = sorted(losses.values())
   assert all(b > 1.02 * a for a, b in zip(values, values[1:])), losses  # four different losses
-  # clu's writers left TensorBoard event files in the training workdir.
-  assert glob.glob(f'{pmap_run}/events.out.tfevents.*')
+  # The training run's TensorBoard events, read back as TensorBoard reads them: train metrics at the logged steps (2,
+  # 4), the final evaluation at step 4.
+  losses, evals = logged_scalars(pmap_run, 'train/loss'), logged_scalars(pmap_run, 'eval/top1')
+  assert sorted(losses) == [2, 4] and all(2.0 < v < 2.5 for v in losses.values()), losses
+  assert list(evals) == [4] and 0.0 <= evals[4] <= 1.0, evals
 
 
 @pytest.mark.slow

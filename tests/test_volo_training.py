@@ -1,21 +1,18 @@
 """VOLO training: the token-labelling loss, dense targets through the input pipeline, configs/volo.py (recipe,
 schedule, weight decay), tiny VOLOs trained by the trainer, and fine-tuning from another run (`init_from`)."""
 import functools
-import glob
 import math
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import zoo
 from configs import volo as volo_config
-from tests.helpers import apply_overrides, load_params, run_cli
+from tests.helpers import apply_overrides, load_params, logged_scalars, run_cli
 from zoo import finetune, trainer
 from zoo.data import pipeline
 from zoo.errors import UserError
@@ -51,12 +48,8 @@ def tiny_volo_config(data_dir, **overrides):
 
 
 def train_losses(workdir):
-  """The train/loss scalars that clu's writer left in the workdir's TensorBoard events."""
-  losses = []
-  for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      losses += [float(tf.make_ndarray(v.tensor)) for v in event.summary.value if v.tag == 'train/loss']
-  return losses
+  """The train/loss scalars that the trainer left in the workdir's TensorBoard events, in step order."""
+  return [loss for _, loss in sorted(logged_scalars(workdir, 'train/loss').items())]
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import optax
 from absl import logging
 
-from zoo import checkpoint, ema, faults, finetune
+from zoo import checkpoint, ema, faults, finetune, summaries
 from zoo.errors import Preempted, UserError
 from zoo.parallel import AXIS, DataParallel, check_batch_size
 from zoo.registry import model_card
@@ -158,7 +158,6 @@ def check_resume(saved: dict, config) -> None:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final eval metrics."""
-  from clu import metric_writers, periodic_actions  # they import TensorFlow: only training needs them
   dp = DataParallel(config.parallelism, donate=config.donate_state)
   local_batch = check_batch_size(config.batch_size)
   task = get_task(config)
@@ -173,7 +172,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   with checkpoint.manager(workdir, max_to_keep=config.keep_checkpoints) as mngr, out_of_memory:
     state = restore_or_init(task, tx, mngr, config, workdir)
     start = int(state.step)
-    writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+    writer = summaries.EventWriter(workdir, active=jax.process_index() == 0)
     if start == 0:
       writer.write_hparams(flatten(config.to_dict()))
     if jax.process_index() == 0:
@@ -181,9 +180,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     train_fn = dp.compile(functools.partial(train_step, task=task, tx=tx, decay=config.ema_decay),
                           num_sharded=1, num_replicated=1)
     eval_fn = compile_eval_step(task, dp)
-    # Profiles steps 10-14 (clu's default start), ending by step count, not by wall time.
-    hooks = ([periodic_actions.Profile(logdir=workdir, num_profile_steps=5, profile_duration_ms=None)]
-             if config.profile else [])
+    profiled = Profile(workdir, max(PROFILE_FIRST_STEP, start + 2), num_steps) if config.profile else None
     state = dp.put_state(state)
     rng = jax.random.key(config.seed + 1)
     batches = dp.prefetch(task.train_batches(start))
@@ -206,8 +203,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if rejected.add(step, dp.get_metrics(finite)):
           save(step, state, wait=True)
           raise UserError(rejected.message(step, workdir))
-        for hook in hooks:
-          hook(step)
+        if profiled:
+          profiled.after(step, state)
         if step % config.log_every_steps == 0 or step == num_steps:
           rate = (step - step0) / (time.perf_counter() - t0)
           report_train(writer, step, num_steps, _merge(pending), float(schedule(step - 1)), rate,
@@ -235,7 +232,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       mngr.wait_until_finished()
       raise UserError(rejected.message(num_steps, workdir))
     mngr.wait_until_finished()
-    writer.flush()
+    writer.close()
     return eval_metrics
 
 
@@ -300,6 +297,28 @@ def init_from(state: TrainState, tx, source: str, classifier: tuple[str, ...]) -
   batch_stats = finetune.adapt(batch_stats, state.batch_stats, classifier, 'batch_stats')
   state = state.replace(params=params, batch_stats=batch_stats, opt_state=tx.init(params))
   return with_ema(state) if state.ema_params is not None else state
+
+
+# A profiled run (config.profile) traces steps 10-14, or the 5 steps after the first when it resumes past step 9:
+# the first steps compile and warm up.
+PROFILE_FIRST_STEP, PROFILE_STEPS = 10, 5
+
+
+class Profile:
+  """A jax.profiler trace of the steps [first, first + PROFILE_STEPS) (those up to `num_steps`), written to
+  LOGDIR/plugins/profile/ for TensorBoard's profile tab or XProf. `after(step, state)` is called after each step;
+  the trace starts and stops between steps, once the state is ready, so it holds whole steps."""
+
+  def __init__(self, logdir: str, first: int, num_steps: int):
+    self.logdir, self.first, self.last = logdir, first, min(first + PROFILE_STEPS - 1, num_steps)
+
+  def after(self, step: int, state) -> None:
+    if step == self.first - 1 and self.first <= self.last:
+      jax.block_until_ready(state)
+      jax.profiler.start_trace(self.logdir)
+    elif step == self.last and step >= self.first:
+      jax.block_until_ready(state)
+      jax.profiler.stop_trace()
 
 
 def report_train(writer, step: int, num_steps: int, train: dict, lr: float, rate: float, batch_size: int,

@@ -9,7 +9,7 @@ import numpy as np
 import skimage.data
 import skimage.transform
 
-from zoo.data.pipeline import DatasetError
+from zoo.errors import DatasetError
 
 NUM_FACES = 100
 TRAIN_FACES = 80

@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 import skimage.transform
 
-from zoo.data.pipeline import DatasetError
+from zoo.errors import DatasetError
 
 KEYS = ('kspace', 'reconstruction_esc')
 ESC_CROP = 320

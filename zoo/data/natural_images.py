@@ -9,7 +9,7 @@ import numpy as np
 import skimage.color
 import skimage.data
 
-from zoo.data.pipeline import DatasetError
+from zoo.errors import DatasetError
 
 SKIMAGE_SPLITS = {
     'train': ('astronaut', 'brick', 'chelsea', 'clock', 'coffee', 'grass', 'gravel', 'hubble_deep_field',

@@ -27,16 +27,12 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from zoo.data import augment
-from zoo.errors import UserError
+from zoo.errors import DatasetError  # noqa: F401  (this module's errors, raised as pipeline.DatasetError too)
 from zoo.data import mnist5k  # noqa: F401  (registers the offline dataset with TFDS)
 
 # Builders that need no download: prepared on first use.
 OFFLINE_DATASETS = {'mnist5k'}
 IMAGE_FOLDER = 'image_folder'
-
-
-class DatasetError(UserError):
-  """A dataset that cannot be read as configured; the message says how to fix it."""
 
 
 def get_builder(name: str, data_dir: str | None):
@@ -255,51 +251,3 @@ def eval_batches(builder, cfg, split: str, local_batch: int, image_size: int | N
     yield {'image': np.concatenate([batch['image'], empty['image'][:pad]]),
            'label': np.concatenate([batch['label'], empty['label'][:pad]]),
            'mask': np.concatenate([np.ones(valid, np.float32), np.zeros(pad, np.float32)])}
-
-
-def check_array_fits(examples: np.ndarray, batch_size: int, what: str) -> None:
-  if len(examples) < batch_size:
-    raise DatasetError(f'{len(examples)} training {what}, fewer than one batch ({batch_size}): lower '
-                       '--config.batch_size or add data')
-
-
-def array_train_batches(examples: np.ndarray, batch_size: int, start_step: int, seed: int):
-  """Endless numpy batches {'image'} of an in-memory array of all training examples [N, H, W, C] (denoising
-  patches, MRI images), this host's rows of each global batch of `batch_size`: a seeded shuffle and the eight
-  flips/rotations by stateless seeds of the stream position, so resuming at `start_step` skips to exactly the
-  batches of a straight run, on any number of hosts."""
-  stream_seed = tf.constant([seed, 0], tf.int64)  # as in train_dataset
-
-  def augment(index, image):
-    draws = tf.random.stateless_uniform([2], tf.random.experimental.stateless_fold_in(stream_seed, index), 0, 4,
-                                        tf.int32)
-    image = tf.image.rot90(image, draws[0])
-    return {'image': tf.cond(draws[1] >= 2, lambda: tf.image.flip_left_right(image), lambda: image)}
-
-  ds = tf.data.Dataset.from_tensor_slices(examples)
-  ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True).repeat()
-  ds = host_rows(ds.enumerate().skip(start_step * batch_size), batch_size)
-  ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return ds.batch(batch_size // jax.process_count(), drop_remainder=True).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
-
-
-def array_eval_batching(num_examples: int, local_batch: int) -> tuple[int, int]:
-  """(batch, steps) that cover this host's share of `num_examples` held-out examples: the trainer's batch, or fewer,
-  just enough in whole steps of the local devices (a few large images need not be padded to a training batch).
-  Every host runs the same number of steps."""
-  devices = jax.local_device_count()
-  per_host = -(-num_examples // jax.process_count())
-  batch = min(local_batch, -(-per_host // devices) * devices)
-  return batch, -(-per_host // batch)
-
-
-def padded_batches(arrays: dict, batch: int, steps: int):
-  """Yields `steps` batches of `batch` rows of every array in `arrays`, zero-padded at the end, with 'mask' 1 on real
-  rows and 0 on padding."""
-  def pad(array):
-    return np.concatenate([array, np.zeros((batch - len(array),) + array.shape[1:], array.dtype)])
-
-  for start in range(0, steps * batch, batch):
-    rows = {k: v[start:start + batch] for k, v in arrays.items()}
-    real = np.ones(len(next(iter(rows.values()))), np.float32)
-    yield {**{k: pad(v) for k, v in rows.items()}, 'mask': pad(real)}

@@ -1,7 +1,7 @@
 """Tasks whose data fit in host memory as numpy arrays: denoising, reconstruction, watermarking, autoencoding.
 
 They share how arrays become batches. Every host holds all the training examples and takes its rows of each global
-batch (`pipeline.array_train_batches`: a seeded shuffle and flips/rotations, exact on resuming). The held-out
+batch (`zoo/data/arrays.py`, on grain: a seeded shuffle and flips/rotations, exact on resuming). The held-out
 examples are made once, the same on every host, and split row by row (host p takes rows p, p + hosts, ...), so the
 evaluation does not depend on the number of hosts; each host batches its share to what its devices need and pads
 the last batch, which the 'mask' marks.
@@ -11,7 +11,7 @@ import functools
 
 import jax
 
-from zoo.data import faces, pipeline
+from zoo.data import arrays, faces
 from zoo.errors import UserError
 from zoo.tasks.base import Task
 
@@ -56,18 +56,18 @@ class ArrayTask(Task):
     return len(self.examples) // self.config.batch_size
 
   def check_data(self):
-    pipeline.check_array_fits(self.examples, self.config.batch_size, self.EXAMPLES)
+    arrays.check_array_fits(self.examples, self.config.batch_size, self.EXAMPLES)
     self.eval_arrays()
 
   def train_batches(self, start_step: int):
     """Endless batches {'image'} of this host's rows of the examples, flipped and rotated."""
-    return pipeline.array_train_batches(self.examples, self.config.batch_size, start_step, self.config.seed)
+    return arrays.array_train_batches(self.examples, self.config.batch_size, start_step, self.config.seed)
 
   def eval_batches(self, local_batch: int, image_size: int | None = None):
-    arrays = self.eval_arrays(image_size)
-    batch, steps = pipeline.array_eval_batching(len(next(iter(arrays.values()))), local_batch)
-    share = {k: v[jax.process_index()::jax.process_count()] for k, v in arrays.items()}
-    return pipeline.padded_batches(share, batch, steps)
+    held_out = self.eval_arrays(image_size)
+    batch, steps = arrays.array_eval_batching(len(next(iter(held_out.values()))), local_batch)
+    share = {k: v[jax.process_index()::jax.process_count()] for k, v in held_out.items()}
+    return arrays.padded_batches(share, batch, steps)
 
 
 class FaceTask(ArrayTask):

@@ -26,7 +26,7 @@ import skimage.transform
 
 import zoo
 from zoo.data import fastmri, natural_images
-from zoo.data.pipeline import DatasetError
+from zoo.errors import DatasetError
 from zoo.errors import UserError
 from zoo.inverse import mri
 from zoo.metrics import nmse, psnr, ssim
