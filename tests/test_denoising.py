@@ -73,9 +73,8 @@ def test_bad_noise_settings():
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('denoiser'))
-  return workdir, trainer.train_and_evaluate(tiny_config(), workdir)
+def trained(shared_training):
+  return shared_training('denoiser', lambda workdir: trainer.train_and_evaluate(tiny_config(), workdir))
 
 
 @pytest.mark.slow

@@ -129,9 +129,8 @@ STEPS = 600
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('faceguard'))
-  return workdir, trainer.train_and_evaluate(tiny_config(), workdir)
+def trained(shared_training):
+  return shared_training('faceguard', lambda workdir: trainer.train_and_evaluate(tiny_config(), workdir))
 
 
 @pytest.mark.slow

@@ -233,9 +233,9 @@ def test_training_reads_fastmri(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(shared_training):
   config = tiny_config()
-  return config, trainer.train_and_evaluate(config, str(tmp_path_factory.mktemp('pdnet')))
+  return config, shared_training('pdnet', lambda workdir: trainer.train_and_evaluate(config, workdir))[1]
 
 
 @pytest.mark.slow

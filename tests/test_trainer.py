@@ -104,10 +104,9 @@ NO_DROPOUT = {'model_kwargs.dropout_rate': 0.0}
 
 
 @pytest.fixture(scope='module')
-def pmap_run(tfds_dir, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('pmap'))
-  trainer.train_and_evaluate(tiny_config(tfds_dir, parallelism='pmap', **NO_DROPOUT), workdir)
-  return workdir
+def pmap_run(tfds_dir, shared_training):
+  config = tiny_config(tfds_dir, parallelism='pmap', **NO_DROPOUT)
+  return shared_training('pmap_run', lambda workdir: trainer.train_and_evaluate(config, workdir))[0]
 
 
 @pytest.mark.slow
