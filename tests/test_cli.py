@@ -114,7 +114,7 @@ def test_console_of_a_training_run(straight_run):
   """The default console of train.py (conftest's straight_run: 16 steps, a log line each, a checkpoint every 2, the
   final eval): every INFO record, Python's or C++'s (absl's format both), is a logging call of the zoo, and each
   step, the eval and each checkpoint saved has its line. The full config is in the workdir."""
-  text = open(straight_run.parent / 'log').read()
+  text = open(f'{straight_run}.log').read()
   assert foreign_info_records(text) == []
   assert not re.search(r'^\d{4}-\d\d-\d\d [\d:.]+: I ', text, re.M), 'an INFO record of TensorFlow\'s older format'
   assert [int(s) for s in re.findall(rf'\] step (\d+)/{STEPS}  loss', text)] == list(range(1, STEPS + 1))
@@ -122,7 +122,7 @@ def test_console_of_a_training_run(straight_run):
   assert [int(s) for s in re.findall(r'\] saving checkpoint (\d+) to ', text)] == list(range(2, STEPS + 1, 2))
   [overrides] = re.findall(r'\] config configs/quickstart.py, overrides: (.*) \(all of it in', text)
   assert 'batch_size=32' in overrides and f'num_train_steps={STEPS}' in overrides
-  config = json.load(open(straight_run / 'config.json'))
+  config = json.load(open(os.path.join(straight_run, 'config.json')))
   assert (config['batch_size'], config['num_train_steps'], config['optimizer']) == (32, STEPS, 'adamw')
 
 
