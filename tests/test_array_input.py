@@ -6,6 +6,7 @@ from unittest import mock
 
 import jax
 import numpy as np
+import pytest
 
 from zoo.data import arrays
 
@@ -90,3 +91,17 @@ def test_the_eight_symmetries_are_drawn_uniformly():
     assert out.flags['C_CONTIGUOUS']
   # 1000 expected each; a binomial's standard deviation is about 30.
   assert len(counts) == 8 and all(880 < c < 1120 for c in counts.values()), counts
+
+
+def test_an_error_while_reading_ends_the_stream_with_that_error():
+  """A record that fails to load fails the next batch with its own error, raised in the training loop, not a hang."""
+  class Broken(CountingSource):
+    def __getitem__(self, index):
+      if index == 5:
+        raise OSError('record 5 is unreadable')
+      return super().__getitem__(index)
+
+  it = arrays.array_train_batches(Broken(examples()), BATCH, 0, SEED)
+  with pytest.raises(OSError, match='record 5 is unreadable'):
+    for _ in range(N // BATCH):
+      next(it)
