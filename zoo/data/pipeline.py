@@ -27,7 +27,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from zoo.data import augment
-from zoo.errors import DatasetError  # noqa: F401  (this module's errors, raised as pipeline.DatasetError too)
+from zoo.errors import DatasetError
 from zoo.data import mnist5k  # noqa: F401  (registers the offline dataset with TFDS)
 
 # Builders that need no download: prepared on first use.

@@ -26,8 +26,7 @@ import skimage.transform
 
 import zoo
 from zoo.data import fastmri, natural_images
-from zoo.errors import DatasetError
-from zoo.errors import UserError
+from zoo.errors import DatasetError, UserError
 from zoo.inverse import mri
 from zoo.metrics import nmse, psnr, ssim
 from zoo.tasks.arrays import ArrayTask
