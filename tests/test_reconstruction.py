@@ -241,8 +241,10 @@ def trained(shared_training):
 @pytest.mark.slow
 def test_pdnet_beats_zero_filled(trained):
   config, metrics = trained
-  # Measured (2026-12-05): zero-filled 20.11 dB on the 32x32 held-out images at 4x Cartesian; 150 steps of the tiny
-  # PD-Net reach 21.27 dB (+1.16 dB; 21.20 with the earlier tf.data input's random stream), NMSE 0.238.
+  # Measured (2026-12-05, `pytest -s tests/test_reconstruction.py -k beats` prints them): zero-filled 20.11 dB on the
+  # 32x32 held-out images at 4x Cartesian; 150 steps of the tiny PD-Net reach 21.27 dB (+1.16 dB; 21.20 with the
+  # earlier tf.data input's random stream), NMSE 0.238.
+  print(metrics)
   assert metrics['psnr_zero_filled'] == pytest.approx(20.11, abs=0.05)
   assert metrics['psnr'] > metrics['psnr_zero_filled'] + 0.6, metrics
   assert 0.4 < metrics['ssim'] < 1 and metrics['nmse'] < 0.25
