@@ -25,7 +25,6 @@ def get_config():
   c.input.randaugment_layers = 0
   c.input.mean = (0.1307 * 255,)
   c.input.std = (0.3081 * 255,)
-  c.input.shuffle_buffer = 4000
 
   c.batch_size = 128
   c.num_epochs = 15.0

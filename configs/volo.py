@@ -10,7 +10,7 @@ token-labelling loss. RES > 224 is the repository's fine-tuning recipe and needs
 
 Not modelled: the token-labelling data (dense annotator scores; without them every token learns the image label, see
 README), timm's random bilinear/bicubic train interpolation and bicubic eval resize (ours: bilinear), timm's
-'rand-m9-mstd0.5-inc1' op list (see zoo/data/augment.py for ours), the warm-up's start at 1e-6 (ours: 0), and timm's
+'rand-m9-mstd0.5-inc1' op list (see zoo/data/randaugment.py for ours), the warm-up's start at 1e-6 (ours: 0), and timm's
 per-epoch schedule whose cosine spans the warm-up epochs too (ours: per step, cosine after the warm-up).
 """
 from configs import common

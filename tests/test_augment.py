@@ -1,13 +1,14 @@
-"""zoo/data/augment.py: stateless determinism, crop geometry, each RandAugment op against its definition or PIL."""
+"""tools/tf_augment.py, the TensorFlow reference that the zoo's numpy / OpenCV augmentations are tested against:
+stateless determinism, crop geometry, each RandAugment op against its definition or PIL."""
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+tf = pytest.importorskip('tensorflow')
 
-from zoo.data import augment  # noqa: E402
+from tools import tf_augment as augment  # noqa: E402
 
 M_MAX = augment.LEVEL_DENOM  # the magnitude at which each op reaches its documented range
 

@@ -63,8 +63,8 @@ def test_old_checkpoints_evaluate_as_they_did(name, tfds_dir):
 
 def step_from(config, workdir):
   """Step 3 as a straight run takes it from the checkpoint of step 2 in `workdir`: today's training step on today's
-  batch 2, outside `train_and_evaluate` (for the denoiser, whose stored step 3 was trained on the tf.data input's
-  batch 2 before its input moved to grain)."""
+  batch 2, outside `train_and_evaluate`. The stored step 3 was trained on the tf.data input's batch 2, before the
+  inputs moved to grain (the denoiser's on 2026-12-05 in 47a8870, the classifier's with uint8 batches after it)."""
   task = get_task(config)
   tx = trainer.optimizer(config, trainer.learning_rate_schedule(config, task.steps_per_epoch, 3),
                          task.weight_decay_mask)
@@ -81,23 +81,22 @@ def step_from(config, workdir):
 @pytest.mark.parametrize('name', sorted(RUNS))
 def test_old_checkpoints_resume_to_the_same_step(name, tfds_dir, tmp_path):
   """Step 3 resumed by today's trainer equals step 3 of the straight run, and a run without EMA (the denoiser's)
-  drops the old checkpoint's copy: its new checkpoint holds the weights once. The classifier's straight step 3 is the
-  stored one; the denoiser's is taken from step 2 by `step_from`, its input's random stream having changed since."""
+  drops the old checkpoint's copy: its new checkpoint holds the weights once. The straight step 3 is taken from
+  step 2 by `step_from`, the inputs' random streams having changed since the fixtures were made."""
   arrays, _ = expected(name)
   workdir = str(tmp_path / name)
   shutil.copytree(os.path.join(FIXTURES, name, 'checkpoints'), checkpoint.checkpoint_dir(workdir))
   config = config_of(name, tfds_dir)
-  straight = step_from(config, workdir) if name == 'denoiser_realsn' else None
+  straight = step_from(config, workdir)
   trainer.train_and_evaluate(config, workdir)
   with checkpoint.manager(workdir, read_only=True) as mngr:
     assert mngr.all_steps() == [2, 3]
     state = checkpoint.restore_state(mngr, 3)
   assert ('ema_params' in state) == (config.ema_decay > 0)
-  for kind, use_ema in (('raw', False), ('ema', True)):
+  for use_ema in (False, True):
     variables, _ = ema.inference_variables(state, use_ema)
-    reference = (outputs(config, ema.inference_variables(straight, use_ema)[0], arrays['inputs'])
-                 if straight else arrays[f'{kind}_3'])
+    reference = outputs(config, ema.inference_variables(straight, use_ema)[0], arrays['inputs'])
     np.testing.assert_allclose(outputs(config, variables, arrays['inputs']), reference, rtol=1e-5, atol=1e-6)
-  if straight:  # and it is a training step: not the weights of step 2
-    assert not np.allclose(outputs(config, ema.inference_variables(state)[0], arrays['inputs']), arrays['raw_2'],
-                           rtol=1e-5, atol=1e-6)
+  # And it is a training step: not the weights of step 2.
+  assert not np.allclose(outputs(config, ema.inference_variables(state)[0], arrays['inputs']), arrays['raw_2'],
+                         rtol=1e-5, atol=1e-6)

@@ -135,3 +135,23 @@ def test_verbosity_one_shows_the_libraries_info(tmp_path, tfds_dir):
     code, _, err = run_cli('zoo-train', *args, *verbosity, devices=8, timeout=120)
     assert code != 0 and 'error: batch_size=12 is not divisible' in err, err[-2000:]
     assert bool(foreign_info_records(err)) is shown, err[-3000:]
+
+
+NO_TENSORFLOW = '''
+import sys
+import zoo.commands.benchmark, zoo.commands.data, zoo.commands.evaluate, zoo.commands.export, zoo.commands.train
+from tests.helpers import tiny_config
+from zoo.tasks import get_task
+task = get_task(tiny_config(sys.argv[1], batch_size=8))
+task.check_data()
+batch, held_out = next(task.train_batches(0)), next(iter(task.eval_batches(8)))
+print(sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.')))
+'''
+
+
+def test_the_commands_and_the_classification_input_import_no_tensorflow(tfds_dir):
+  """TensorFlow is installed here (the parity tests use it), so this sees any import of it: the commands' modules,
+  opening mnist5k, reading a training and an evaluation batch load none of it."""
+  rc, out, err = run_cli('-c', NO_TENSORFLOW, tfds_dir, timeout=120)
+  assert rc == 0, err[-3000:]
+  assert out.splitlines()[-1] == '[]'

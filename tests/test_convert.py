@@ -240,6 +240,7 @@ def test_eval_py_evaluates_a_converted_checkpoint(tmp_path):
 
   from tests.helpers import tiny_config
   from zoo.data import pipeline
+  from zoo.tasks.classification import ClassificationTask
   spec = MODELS[SMALL]
   rng = np.random.default_rng(0)
   for c in range(10):
@@ -262,9 +263,9 @@ def test_eval_py_evaluates_a_converted_checkpoint(tmp_path):
   assert printed['step'] == 0 and printed['ema'] is False  # converted weights carry no EMA
   c = tiny_config(str(tmp_path / 'images'), dataset='image_folder', train_split='test', eval_split='test')
   c.input.channels, c.input.mean, c.input.std = 3, (124.0, 116.0, 104.0), (58.0, 57.0, 57.0)
-  builder = pipeline.get_builder(c.dataset, c.data_dir)
-  batch = next(pipeline.eval_batches(builder, c, 'test', 30, image_size=36))
+  task = ClassificationTask(c)
+  batch = next(pipeline.eval_batches(task.data, c, 'test', 30, image_size=36))
   variables = from_timm('resnetrs50', load_weights(fixture(SMALL, 'safetensors')), **spec['model_kwargs'])
-  out_logits = zoo.create_model('resnetrs50', **spec['model_kwargs']).apply(variables, batch['image'])
+  out_logits = zoo.create_model('resnetrs50', **spec['model_kwargs']).apply(variables, task.images(batch))
   loss = -np.mean(jax.nn.log_softmax(out_logits)[np.arange(30), batch['label']])
   np.testing.assert_allclose(printed['loss'], loss, rtol=1e-4)

@@ -15,7 +15,7 @@ from configs import pdnet
 from helpers import apply_overrides
 from zoo import trainer
 from zoo.data import fastmri
-from zoo.data.pipeline import DatasetError
+from zoo.errors import DatasetError
 from zoo.errors import UserError
 from zoo.inverse import mri
 from zoo.metrics import nmse, psnr, ssim

@@ -7,7 +7,7 @@ import pytest
 
 from configs import denoiser, faceguard
 from tests.helpers import tiny_config
-from zoo.data.pipeline import DatasetError
+from zoo.errors import DatasetError
 from zoo.errors import UserError
 from zoo.tasks import TASKS, get_task
 from zoo.tasks.base import Task

@@ -90,11 +90,8 @@ def make(name: str, config, input_shape: tuple[int, ...], tmp: str) -> None:
 
 
 def main():
-  import tensorflow_datasets as tfds
-  from zoo.data import mnist5k  # noqa: F401  (registers the dataset)
   with tempfile.TemporaryDirectory() as tmp:
-    data_dir = os.path.join(tmp, 'tfds')
-    tfds.builder('mnist5k', data_dir=data_dir).download_and_prepare()
+    data_dir = os.path.join(tmp, 'tfds')  # the training prepares mnist5k there (zoo/data/sources.py)
     make('classification_ema', classification_config(data_dir), (2, 28, 28, 1), tmp)
     make('denoiser_realsn', denoiser_config(), (2, 16, 16, 1), tmp)
 

@@ -24,8 +24,8 @@ class ModelCard:
     convolutional model takes other sizes too).
   crop_pct: the centre-crop fraction of the released weights' evaluation (resize to input_size / crop_pct, crop);
     None where the input is not resized and cropped.
-  interpolation: the resize filter of that evaluation (timm's data config; the zoo's tf.data pipeline resizes
-    bilinearly); None likewise.
+  interpolation: the resize filter of that evaluation (timm's data config; the zoo's input resizes bilinearly,
+    zoo/data/transforms.py); None likewise.
   mean, std: per channel, of images scaled to [0, 1], that the input is normalised by; None where it is not.
   recipe: the config that trains it, as passed to --config (e.g. 'configs/resnet_rs.py:50-160'); a classifier's
     argument ends with '-<input size>', which zoo-benchmark replaces to measure it at another size.

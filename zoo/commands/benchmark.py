@@ -4,6 +4,10 @@
       [--dtype=bfloat16] [--parallelism=pmap|shard_map] [--steps=10] [--warmup=2] \
       [--model_kwargs='{"scan_blocks": true}']
   zoo-benchmark --all --mode=infer      # every registered classifier at its default resolution
+  zoo-benchmark --mode=input --model=volo_d1 --data_dir=DIR [--synthetic=500] [--workers=N] [--threads=1]
+
+`input` times the training input of the model's recipe on an image folder (or --dataset), decoded into uint8
+batches (zoo/data/input_speed.py); --synthetic writes a new folder of photograph-sized JPEGs first.
 
 `infer` is the jitted eval forward (BatchNorm from its running statistics). `train` is the trainer's own step
 (zoo/trainer.py: forward, backward, gradient mean over the devices, the optax update and the EMA) with the recipe's
@@ -28,7 +32,7 @@ from zoo import cli
 from zoo.errors import UserError
 
 FLAGS = flags.FLAGS
-MODES = ('infer', 'train')
+MODES = ('infer', 'train', 'input')
 DTYPES = ('float32', 'bfloat16')
 
 
@@ -130,7 +134,10 @@ def _step(model: str, image_size: int | None, batch_size: int, mode: str, dtype:
   local_batch = check_batch_size(batch_size)
   task = ClassificationTask(config, num_classes=1000)
   rng = np.random.default_rng(0)
-  batch = {'image': rng.standard_normal((local_batch, size, size, 3), np.float32),
+  # Training batches hold uint8 images, as the input pipeline sends them (the step normalises them); the forward
+  # of `infer` takes normalised float32 images, as exported models do.
+  images = rng.integers(0, 256, (local_batch, size, size, 3), np.uint8)
+  batch = {'image': images if mode == 'train' else np.asarray(task.images({'image': images})),
            'label': rng.integers(0, 1000, local_batch).astype(np.int32)}
   batch = dp.put_batch(batch)
   tx = trainer.optimizer(config, trainer.learning_rate_schedule(config, 1000, 100_000), task.weight_decay_mask)
@@ -203,6 +210,9 @@ def main(argv):
     kwargs = json.loads(FLAGS.model_kwargs)
   except json.JSONDecodeError as e:
     raise UserError(f'--model_kwargs must be a JSON object, e.g. {{"scan_blocks": true}}: {e}') from None
+  if FLAGS.mode == 'input':
+    print(json.dumps(measure_input()), flush=True)
+    return
   if FLAGS.all:
     models = [(m, None) for m in classifiers()]
   else:
@@ -214,6 +224,21 @@ def main(argv):
       result = measure(model, size, FLAGS.batch_size, FLAGS.mode, FLAGS.dtype, FLAGS.parallelism, FLAGS.steps,
                        FLAGS.warmup, kwargs)
     print(json.dumps(result), flush=True)
+
+
+def measure_input() -> dict:
+  """--mode=input: the training input of --model's recipe at --image_size and --batch_size on --dataset (see
+  zoo/data/input_speed.py)."""
+  import tempfile
+  from zoo.data import input_speed
+  config, _ = family_config(FLAGS.model, FLAGS.image_size or None)
+  data_dir = FLAGS.data_dir
+  if FLAGS.synthetic:
+    data_dir = input_speed.synthetic_folder(data_dir or tempfile.mkdtemp(prefix='zoo-synthetic-'), FLAGS.synthetic)
+  config.dataset, config.data_dir, config.train_split = FLAGS.dataset, data_dir, 'train'
+  config.batch_size = FLAGS.batch_size
+  config.input.workers, config.input.threads = FLAGS.workers, FLAGS.threads
+  return {'model': FLAGS.model, **input_speed.measure(config, FLAGS.steps, FLAGS.repeats), 'data_dir': data_dir}
 
 
 def define_step_flags(mode: str) -> None:
@@ -232,4 +257,11 @@ def run() -> None:
   flags.DEFINE_integer('steps', 10, 'Timed calls.')
   flags.DEFINE_integer('warmup', 2, 'Untimed calls after compiling.')
   flags.DEFINE_bool('all', False, 'Every registered classifier at its default resolution.')
+  flags.DEFINE_string('dataset', 'image_folder', '--mode=input: the dataset whose training split is read.')
+  flags.DEFINE_string('data_dir', None, '--mode=input: its data_dir (the image folder\'s ROOT).')
+  flags.DEFINE_integer('synthetic', 0, '--mode=input: first write this many ~500x375 JPEGs into a new image folder '
+                       '(--data_dir, or a temporary one).')
+  flags.DEFINE_integer('workers', 0, '--mode=input: grain worker processes; 0: threads of this process.')
+  flags.DEFINE_integer('threads', 0, '--mode=input: preparing threads (per process); 0: one per core.')
+  flags.DEFINE_integer('repeats', 3, '--mode=input: timed rounds of --steps batches; the median is reported.')
   cli.run(main, __doc__)

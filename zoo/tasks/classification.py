@@ -12,7 +12,7 @@ import optax
 from clu import metrics
 
 import zoo
-from zoo.errors import UserError
+from zoo.errors import DatasetError, UserError
 from zoo.tasks.base import Task
 
 
@@ -72,12 +72,25 @@ def token_labelling_loss(outputs: dict, labels, smoothing: float, token_labels=N
   return cls.mean() + AUX_WEIGHT * smoothed_cross_entropy(aux, token_labels, smoothing).mean()
 
 
-class ClassificationTask(Task):
-  """Supervised classification of a TFDS dataset (or an image folder) with a registered zoo classifier.
+def random_erasing(images, boxes, rng):
+  """Fills each image's box (int [B, 4]: top, left, height, width; height 0: none) with N(0, 1) noise per pixel and
+  channel: timm's RandomErasing, mode 'pixel', on normalised images. The boxes come from the input
+  (zoo/data/transforms.py, `sample_erase_box`); the noise from this step's key."""
+  rows = jnp.arange(images.shape[1])[None, :, None]
+  cols = jnp.arange(images.shape[2])[None, None, :]
+  top, left, h, w = (boxes[:, i, None, None] for i in range(4))
+  inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
+  return jnp.where(inside[..., None], jax.random.normal(rng, images.shape, images.dtype), images)
 
-  The data set is opened when first needed; `check_data` reads all of an image folder once (zoo/data/pipeline.py,
-  `check_images`). `num_classes` sets the classifier's outputs where no data set is behind the task (benchmark.py's
-  synthetic batches: the same model, loss and train step as training); by default they are the data set's classes.
+
+class ClassificationTask(Task):
+  """Supervised classification of a TFDS dataset prepared as ArrayRecord, or of an image folder, with a registered
+  zoo classifier.
+
+  The data set is opened when first needed; `check_data` decodes all of an image folder once (zoo/data/sources.py).
+  Batches hold uint8 images; `images` normalises them inside the step. `num_classes` sets the classifier's outputs
+  where no data set is behind the task (benchmark.py's synthetic batches: the same model, loss and train step as
+  training); by default they are the data set's classes.
   """
   TrainMetrics = TrainMetrics
   EvalMetrics = EvalMetrics
@@ -87,17 +100,15 @@ class ClassificationTask(Task):
     self._num_classes = num_classes
 
   @functools.cached_property
-  def builder(self):
-    from zoo.data import pipeline  # tf.data: imported by the methods that read data, so that the model, loss and
-    # metrics (benchmark.py, export.py) need no TensorFlow
-    return pipeline.get_builder(self.config.dataset, self.config.get('data_dir'))
+  def data(self):
+    from zoo.data import sources
+    return sources.open_dataset(self.config.dataset, self.config.get('data_dir'))
 
   @functools.cached_property
   def num_classes(self) -> int:
     if self._num_classes is not None:
       return self._num_classes
-    from zoo.data import pipeline
-    classes = pipeline.num_classes(self.builder)
+    classes = self.data.num_classes
     if self.config.model_kwargs.get('num_classes', classes) != classes:
       raise UserError(f'model_kwargs.num_classes={self.config.model_kwargs.num_classes} but dataset '
                       f'{self.config.dataset!r} has {classes} classes')
@@ -111,8 +122,7 @@ class ClassificationTask(Task):
 
   @functools.cached_property
   def steps_per_epoch(self) -> int:
-    from zoo.data import pipeline
-    return pipeline.split_size(self.builder, self.config.train_split) // self.config.batch_size
+    return self.data.size(self.config.train_split) // self.config.batch_size
 
   @functools.cached_property
   def token_grid(self):
@@ -120,23 +130,22 @@ class ClassificationTask(Task):
     `input.token_labels`."""
     if not self.config.input.token_labels:
       return None
-    from zoo.data import pipeline
     grid = getattr(self.model, 'grid', None)
     if grid is None:
       raise UserError(f'input.token_labels=True needs a token-labelling model (volo_d*); {self.config.model} '
                        'has no token grid')
-    if 'token_labels' not in self.builder.info.features:
-      raise pipeline.DatasetError(f'input.token_labels=True but dataset {self.config.dataset!r} has no '
-                                  f'\'token_labels\' feature (features: {sorted(self.builder.info.features)})')
+    if 'token_labels' not in self.data.features:
+      raise DatasetError(f'input.token_labels=True but dataset {self.config.dataset!r} has no '
+                         f'\'token_labels\' feature (features: {self.data.features})')
     return tuple(grid)
 
   def check_data(self):
     from zoo.data import pipeline
     c = self.config
     for split in (c.train_split, c.eval_split):
-      pipeline.split_size(self.builder, split)
-      pipeline.check_images(self.builder, split, c.input.corrupt_images)
-    pipeline.check_split_fits(self.builder, c.train_split, c.batch_size)
+      self.data.size(split)
+      self.data.check_images(split, c.input.corrupt_images)
+    pipeline.check_split_fits(self.data, c.train_split, c.batch_size)
     # Reading them runs their checks: model_kwargs.num_classes against the data set's, token labels in the data.
     self.num_classes, self.token_grid  # noqa: B018
 
@@ -144,21 +153,34 @@ class ClassificationTask(Task):
     size = self.config.input.image_size
     return jnp.zeros((1, size, size, self.config.input.channels), jnp.float32)
 
+  def images(self, batch, rng=None):
+    """The batch's uint8 images normalised with the config's mean and std (0..255 units), float32; with `rng`
+    (given when the batch holds 'erase' boxes), randomly erased."""
+    inp = self.config.input
+    mean, std = jnp.asarray(inp.mean, jnp.float32), jnp.asarray(inp.std, jnp.float32)
+    images = (batch['image'].astype(jnp.float32) - mean) / std
+    if rng is not None:
+      images = random_erasing(images, batch['erase'], rng)
+    return images
+
   def train_batches(self, start_step):
     from zoo.data import pipeline
-    ds = pipeline.train_dataset(self.builder, self.config, self.config.seed, start_step, token_grid=self.token_grid)
-    return ds.as_numpy_iterator()
+    return pipeline.train_batches(self.data, self.config, self.config.seed, start_step, token_grid=self.token_grid)
 
   def eval_batches(self, local_batch, image_size=None):
     from zoo.data import pipeline
-    return pipeline.eval_batches(self.builder, self.config, self.config.eval_split, local_batch, image_size)
+    return pipeline.eval_batches(self.data, self.config, self.config.eval_split, local_batch, image_size)
 
   def train_loss(self, params, batch_stats, batch, rng):
     """Mean loss of the local batch: smoothed cross-entropy, or the token-labelling loss for a model whose training
     output is a dict. Returns (loss, (new_batch_stats, metric inputs)); top-1/top-5 compare the class logits with
     the images' own labels, also in MixToken batches."""
-    outputs, updates = self.model.apply({'params': params, 'batch_stats': batch_stats}, batch['image'], train=True,
-                                        rngs={'dropout': rng}, mutable=['batch_stats'])
+    erase_rng = None
+    if 'erase' in batch:
+      erase_rng, rng = jax.random.split(rng)
+    outputs, updates = self.model.apply({'params': params, 'batch_stats': batch_stats},
+                                        self.images(batch, erase_rng), train=True, rngs={'dropout': rng},
+                                        mutable=['batch_stats'])
     if isinstance(outputs, dict):
       loss = token_labelling_loss(outputs, batch['label'], self.config.label_smoothing, batch.get('token_labels'))
       logits = outputs['logits']
@@ -169,6 +191,6 @@ class ClassificationTask(Task):
     return loss, (updates['batch_stats'], {'logits': logits, 'labels': batch['label']})
 
   def eval_outputs(self, params, batch_stats, batch):
-    logits = self.model.apply({'params': params, 'batch_stats': batch_stats}, batch['image'], train=False)
+    logits = self.model.apply({'params': params, 'batch_stats': batch_stats}, self.images(batch), train=False)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
     return {'logits': logits, 'labels': batch['label'], 'loss': loss, 'mask': batch['mask']}

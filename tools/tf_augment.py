@@ -1,4 +1,9 @@
-"""Image augmentation for tf.data, random only through stateless ops.
+"""The TensorFlow reference of the zoo's augmentations: the tf.data input's ops until 2026-12 (then
+zoo/data/augment.py). zoo/data/randaugment.py and transforms.py, which replaced them, are tested against these
+(tests/test_randaugment.py, tests/test_transforms.py), and tools/input_speed.py times the former tf.data input with
+them. Needs TensorFlow, which the zoo itself no longer imports.
+
+Random only through stateless ops.
 
 Every random function takes `seed`, a shape-[2] int32/int64 tensor, and derives what it needs from it with
 `stateless_split` / `stateless_fold_in`. The output is then a pure function of (seed, image): it does not depend on
