@@ -183,7 +183,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     profiled = Profile(workdir, max(PROFILE_FIRST_STEP, start + 2), num_steps) if config.profile else None
     state = dp.put_state(state)
     rng = jax.random.key(config.seed + 1)
-    batches = dp.prefetch(task.train_batches(start))
+    source = task.train_batches(start)
+    batches = dp.prefetch(source)
     pending, t0, step0, eval_metrics = [], time.perf_counter(), start, {}
     # XLA:CPU runs every device's share of a step on one thread pool; with several steps queued, their collectives
     # can wait on each other for ever (seen on 8 host devices). There the next step starts when the last ended;
@@ -228,6 +229,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                           'to continue', preemption.received, step)
           raise Preempted(0)
     batches.close()  # stops the input pipeline now rather than whenever it is collected
+    if hasattr(source, 'close'):  # grain's iterators: their threads, worker processes and shared memory
+      source.close()
     if rejected.finish():  # the last step's verdict, when read late; its state is saved (step == num_steps)
       mngr.wait_until_finished()
       raise UserError(rejected.message(num_steps, workdir))

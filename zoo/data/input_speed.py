@@ -50,6 +50,7 @@ def measure(config, steps: int, repeats: int) -> dict:
     for _ in range(steps):
       batch = next(batches)
     rates.append(steps * len(batch['image']) / (time.perf_counter() - t))
+  batches.close()  # its worker processes and their shared memory
   workers = config.input.workers or config.input.threads or os.cpu_count()
   rate = statistics.median(rates)
   return {'mode': 'input', 'dataset': config.dataset, 'image_size': config.input.image_size,

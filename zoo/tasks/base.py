@@ -69,7 +69,8 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def train_batches(self, start_step: int):
     """An endless iterator of this host's numpy batches (its rows of each global batch of `config.batch_size`),
-    from global step `start_step` on: the batches a straight run would have seen from there, so resuming is exact."""
+    from global step `start_step` on: the batches a straight run would have seen from there, so resuming is exact.
+    If it has a `close` method, the trainer calls it when the run ends."""
 
   @abc.abstractmethod
   def eval_batches(self, local_batch: int, image_size: int | None = None):
