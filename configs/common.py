@@ -87,6 +87,7 @@ def classification() -> ml_collections.ConfigDict:
       token_labels=False,  # examples carry 'token_labels', a dense [H', W'] int label map (see zoo/data/pipeline.py)
       mean=IMAGENET_MEAN,
       std=IMAGENET_STD,
+      cache=False,  # hold the training split's encoded records in host memory (small splits; every host reads all)
       threads=0,  # threads that prepare the next batches in the training process; 0: one per core
       workers=0,  # grain worker processes that prepare them instead, when above 0 (for heavy augmentation)
       corrupt_images='skip',  # image_folder: undecodable images are logged, counted and skipped; 'error': fatal

@@ -25,6 +25,7 @@ def get_config():
   c.input.randaugment_layers = 0
   c.input.mean = (0.1307 * 255,)
   c.input.std = (0.3081 * 255,)
+  c.input.cache = True  # 4,000 records of 0.2 kB: read once rather than every epoch
 
   c.batch_size = 128
   c.num_epochs = 15.0

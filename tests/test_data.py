@@ -68,14 +68,14 @@ def test_resumed_stream_equals_uninterrupted(tfds_dir):
 
 
 def test_resuming_at_step_k_reads_only_the_records_of_step_k(tfds_dir):
-  c = tiny_config(tfds_dir, batch_size=16)
+  c = tiny_config(tfds_dir, batch_size=16, **{'input.cache': False})
   data = CountingData(mnist(tfds_dir))
   batch = pipeline.train_dataset(data, c, seed=3)[700]  # in the third epoch
   assert len(data.read) == 16 and batch['image'].shape == (16, 28, 28, 1)
 
 
 def test_four_hosts_read_their_quarter_and_together_make_the_one_host_batch(tfds_dir):
-  c = tiny_config(tfds_dir, batch_size=32)
+  c = tiny_config(tfds_dir, batch_size=32, **{'input.cache': False})
   c.input.randaugment_layers, c.input.threads = 2, 2
   one = _take(pipeline.train_batches(mnist(tfds_dir), c, seed=1), 3)
   parts = []
@@ -88,6 +88,19 @@ def test_four_hosts_read_their_quarter_and_together_make_the_one_host_batch(tfds
   for step in range(3):
     for key in ('image', 'label'):
       np.testing.assert_array_equal(np.concatenate([parts[p][step][key] for p in range(4)]), one[step][key])
+
+
+def test_the_cached_split_gives_the_same_batches_from_one_read(tfds_dir):
+  c = tiny_config(tfds_dir, batch_size=16, **{'input.cache': False})
+  streamed = pipeline.train_dataset(mnist(tfds_dir), c, seed=2)
+  c.input.cache = True
+  data = CountingData(mnist(tfds_dir))
+  cached = pipeline.train_dataset(data, c, seed=2)
+  assert len(data.read) == 4000  # the whole split, once (through the source's one-call __getitems__ or not)
+  for step in (0, 250, 777):
+    for key in ('image', 'label'):
+      np.testing.assert_array_equal(cached[step][key], streamed[step][key])
+  assert len(data.read) == 4000
 
 
 @pytest.mark.slow
