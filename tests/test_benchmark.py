@@ -109,3 +109,25 @@ def test_profile_step_sums_the_trace_by_operation(tmp_path):
   assert any(k.endswith('fusion') for k in kinds) and all(float(ms) >= 0 for ms, _, _ in rows)
   assert float(lines[-1].split()[0]) == pytest.approx(sum(float(ms) for ms, _, _ in rows), abs=0.005 * len(rows))
   assert list(tmp_path.glob('**/*.xplane.pb'))
+
+
+@pytest.mark.slow
+def test_input_mode_times_the_training_input_of_a_synthetic_folder(tmp_path):
+  """--mode=input --synthetic writes the JPEG folder, times the recipe's input on it and prints one JSON line; a
+  second --synthetic into the same, now full, folder is refused in one line, and the folder is left as it was."""
+  folder = tmp_path / 'images'
+  args = ['--mode=input', '--model=volo_d1', '--image_size=64', '--batch_size=8', '--steps=2', '--repeats=2',
+          '--threads=1', f'--data_dir={folder}']
+  rc, out, err = run_cli('zoo-benchmark', *args, '--synthetic=24', timeout=120)
+  assert rc == 0, err[-2000:]
+  result = json.loads(out.strip().splitlines()[-1])
+  assert (result['mode'], result['image_size'], result['batch_size'], result['threads']) == ('input', 64, 8, 1)
+  assert result['randaugment'] == [2, 9, 0.5] and result['random_erasing'] == 0.25  # the VOLO recipe's
+  assert result['images_per_sec_min'] <= result['images_per_sec'] <= result['images_per_sec_max']
+  assert result['images_per_sec'] > 0 and result['images_per_sec_per_worker'] == result['images_per_sec']
+  files = sorted(folder.glob('train/*/*.jpg'))
+  assert len(files) == 24 and len({f.parent for f in files}) == 10
+  before = {f: f.stat().st_mtime_ns for f in files}
+  rc, _, err = run_cli('zoo-benchmark', *args, '--synthetic=24', timeout=120)
+  assert rc == 1 and f'{folder} exists and is not empty' in err.strip().splitlines()[-1]
+  assert {f: f.stat().st_mtime_ns for f in sorted(folder.glob('train/*/*.jpg'))} == before
