@@ -200,7 +200,8 @@ def test_crop_boxes_lie_inside_the_image_with_uniform_area_aspect_and_offset():
   assert abs(log_aspect[small].mean()) <= 0.015
   np.testing.assert_allclose(np.quantile(log_aspect[small], [0.25, 0.75]), [-0.1438, 0.1438], atol=0.015)
   # Larger draws fit only at some aspects, wide ones on this landscape image: fewer large boxes than drawn (measured
-  # 30.6% above 0.55 against 48.9% of the draws), mostly wider than tall (measured 75%), none is the whole-image fallback.
+  # 30.6% above 0.55 against 48.9% of the draws), mostly wider than tall (measured 75%), none is the whole-image
+  # fallback.
   assert 0.25 <= np.mean(~small) <= 0.40
   assert np.mean(log_aspect[~small] > 0) >= 0.65
   assert not np.any((h == h_img) & (w == w_img))

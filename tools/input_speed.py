@@ -15,8 +15,8 @@
   is among their choices).
 
 Each round of each path is a process of its own (rounds interleaved: zoo, tfdata, timm, zoo, ...), timed from its
-first batch on. Prints one JSON line per path: images_per_sec of the median round, with the slowest and fastest. Needs TensorFlow
-for tfdata and torch + torchvision + timm for timm; none is a dependency of the zoo.
+first batch on. Prints one JSON line per path: images_per_sec of the median round, with the slowest and fastest.
+Needs TensorFlow for tfdata and torch + torchvision + timm for timm; none is a dependency of the zoo.
 """
 import argparse
 import glob

@@ -17,8 +17,8 @@ from zoo.errors import UserError
 def synthetic_folder(root: str, count: int, classes: int = 10, seed: int = 0) -> str:
   """Writes `count` JPEGs (quality 90) of about 500x375, the typical ImageNet photograph, under
   ROOT/train/<class>/, and returns ROOT. The pixels are smooth random fields with fine noise on top, so the files
-  compress like photographs (about 60-110 KB) rather than like flat colour or white noise. ROOT must not exist or
-  be empty: nothing of the user's is overwritten."""
+  compress like photographs (65-92 kB, 79 on average for 500 of them) rather than like flat colour or white
+  noise. ROOT must not exist or be empty: nothing of the user's is overwritten."""
   import cv2
   if os.path.exists(root) and os.listdir(root):
     raise UserError(f'--synthetic writes a new image folder, but {root} exists and is not empty: pass an empty '

@@ -54,7 +54,8 @@ class TfdsDataset:
     if array_record not in builder.info.available_file_formats():
       # A registered builder keeps the formats that dataset_info.json adds (`zoo-data convert`) in its proto only.
       if array_record.value in builder.info.as_proto.alternative_file_formats:
-        builder.info._alternative_file_formats.append(array_record)  # noqa: SLF001  (its public add_ would add it twice)
+        # (add_alternative_file_format would add it to the proto a second time)
+        builder.info._alternative_file_formats.append(array_record)  # noqa: SLF001
     if array_record not in builder.info.available_file_formats():
       raise DatasetError(
           f'Dataset {name!r} in {builder.data_dir} is stored as {builder.info.file_format.value} only, which cannot '
