@@ -98,3 +98,24 @@ def test_what_cannot_be_loaded_is_one_line(tmp_path):
   volo = os.path.join(FIXTURES, 'volo_l1112_e16_32.safetensors')
   with pytest.raises(ConversionError, match='resnetrs50'):
     zoo.load_pretrained(volo, model='resnetrs50')
+
+
+def test_the_cards_evaluation_transform_is_timms_on_photographs():
+  """Each family's published-weights evaluation, from its card (input size, crop, interpolation, mean and std), on
+  scikit-image's photographs: timm's resolve_data_config + create_transform output (tools/make_timm_fixtures.py
+  --preprocessing, de-normalised to its uint8 pixels) within 1/255 per pixel (measured: equal)."""
+  from skimage import data
+  from zoo.data import transforms
+  expected = np.load(os.path.join(FIXTURES, 'preprocessing.npz'))
+  with open(os.path.join(FIXTURES, 'preprocessing.json')) as f:
+    configs = json.load(f)['configs']
+  for timm_name, zoo_name in (('resnetrs50', 'resnetrs50'), ('volo_d1_224', 'volo_d1')):
+    card, config = zoo.model_card(zoo_name), configs[timm_name]
+    assert (card.input_size, card.crop_pct, card.interpolation) == (config['input_size'][1], config['crop_pct'],
+                                                                    config['interpolation'])
+    assert (list(card.mean), list(card.std)) == (config['mean'], config['std'])
+    for photo in ('chelsea', 'coffee', 'astronaut'):
+      ours = transforms.published_eval_transform(getattr(data, photo)(), card.input_size, card.crop_pct,
+                                                 card.interpolation)
+      difference = np.abs(ours.astype(int) - expected[f'{timm_name}/{photo}'])
+      assert ours.shape == (card.input_size, card.input_size, 3) and difference.max() <= 1, (timm_name, photo)

@@ -17,17 +17,28 @@ Re-running rewrites the same fixtures (fixed seeds).
 
 `--volo` writes only the VOLO fixtures instead (volo_*: small timm VOLO models, see VOLO_MODELS), for
 tests/test_volo.py; the ResNet-RS files are left as they are.
+
+`--preprocessing` writes only preprocessing.npz / preprocessing.json: timm's evaluation transform of the published
+weights of each family (`resolve_data_config` + `create_transform` of PREPROCESSED) applied to three photographs of
+scikit-image, for tests/test_pretrained.py. It needs torchvision's real transforms: the torchvision wheel loads
+beside this torch build once its compiled-op registration module `torchvision._meta_registrations` is replaced by an
+empty module, which this mode does instead of installing the stub.
 """
 import argparse
 import collections
 import json
 import os
+import sys
+import types
 
 import numpy as np
 
 import torchvision_stub  # tools/, the script's own folder, is on the import path
 
-torchvision_stub.install()  # timm imports torchvision, which is not needed here (see torchvision_stub)
+if '--preprocessing' in sys.argv:
+  sys.modules['torchvision._meta_registrations'] = types.ModuleType('torchvision._meta_registrations')
+else:
+  torchvision_stub.install()  # timm imports torchvision, which is not needed here (see torchvision_stub)
 import timm  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
@@ -245,10 +256,42 @@ def volo_main():
       if n.startswith('volo_')))
 
 
+# timm models whose published weights' evaluation transform is recorded, and the photographs it is applied to.
+PREPROCESSED = ('resnetrs50', 'volo_d1_224')  # 160 px at crop 0.91, 224 px at crop 0.96
+PHOTOGRAPHS = ('chelsea', 'coffee', 'astronaut')
+
+
+def preprocessing_main():
+  """timm's eval transform output, de-normalised back to the uint8 pixels it was computed from (Pillow resizes
+  uint8 images; ToTensor and Normalize are affine, so this is exact up to float rounding, checked below)."""
+  from PIL import Image
+  from skimage import data
+  arrays, configs = {}, {}
+  for name in PREPROCESSED:
+    config = timm.data.resolve_data_config({}, model=timm.create_model(name, pretrained=False))
+    transform = timm.data.create_transform(**config)
+    configs[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
+    mean, std = np.array(config['mean'])[:, None, None], np.array(config['std'])[:, None, None]
+    for photo in PHOTOGRAPHS:
+      out = transform(Image.fromarray(getattr(data, photo)()).convert('RGB')).numpy().astype(np.float64)
+      pixels = (out * std + mean) * 255
+      assert np.abs(pixels - np.round(pixels)).max() < 1e-3, (name, photo)
+      arrays[f'{name}/{photo}'] = np.round(pixels).astype(np.uint8).transpose(1, 2, 0)
+  np.savez_compressed(os.path.join(OUT, 'preprocessing.npz'), **arrays)
+  with open(os.path.join(OUT, 'preprocessing.json'), 'w') as f:
+    json.dump({'timm': timm.__version__, 'configs': configs}, f, indent=1)
+  print(f'timm {timm.__version__}; wrote preprocessing.npz '
+        f'{os.path.getsize(os.path.join(OUT, "preprocessing.npz")) // 1024} KiB: {json.dumps(configs)}')
+
+
 if __name__ == '__main__':
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--volo', action='store_true', help='write only the VOLO fixtures')
-  if parser.parse_args().volo:
+  parser.add_argument('--preprocessing', action='store_true', help='write only the preprocessing fixtures')
+  args = parser.parse_args()
+  if args.preprocessing:
+    preprocessing_main()
+  elif args.volo:
     volo_main()
   else:
     main()

@@ -167,6 +167,26 @@ def resize_and_center_crop(image: np.ndarray, out: int, crop_pct: float = 0.875)
   return np.ascontiguousarray(resized[top:top + out, left:left + out])
 
 
+_PIL_FILTERS = {'bilinear': Image.BILINEAR, 'bicubic': Image.BICUBIC}
+
+
+def published_eval_transform(image: np.ndarray, out: int, crop_pct: float, interpolation: str) -> np.ndarray:
+  """The evaluation of published weights as timm computes it (`create_transform` of `resolve_data_config`, which a
+  model card's input_size, crop_pct and interpolation record): the shorter side to floor(out / crop_pct) with
+  Pillow's filter (antialiased), the longer one to int(target * long / short), then the centre out x out at the
+  offset torchvision's CenterCrop rounds to. uint8 [out, out, C]; normalise with the card's mean and std."""
+  if not 0.0 < crop_pct <= 1.0 or interpolation not in _PIL_FILTERS:
+    raise ValueError(f'crop_pct must be in (0, 1] and interpolation one of {sorted(_PIL_FILTERS)}, got {crop_pct}, '
+                     f'{interpolation!r}')
+  target = int(math.floor(out / crop_pct))
+  h, w = image.shape[:2]
+  new_h, new_w = (target, int(target * w / h)) if h <= w else (int(target * h / w), target)
+  pil = Image.fromarray(image[:, :, 0] if image.shape[-1] == 1 else image)
+  resized = np.asarray(pil.resize((new_w, new_h), _PIL_FILTERS[interpolation])).reshape(new_h, new_w, -1)
+  top, left = int(round((new_h - out) / 2.0)), int(round((new_w - out) / 2.0))
+  return np.ascontiguousarray(resized[top:top + out, left:left + out])
+
+
 def sample_erase_box(image_hw, rng: np.random.Generator, probability: float, area_range=(0.02, 1 / 3),
                      aspect_range=(0.3, 1 / 0.3), max_attempts: int = 10) -> np.ndarray:
   """Random Erasing (Zhong et al. 2017) as timm's mode='pixel', one box: int32 [top, left, height, width], all zero
