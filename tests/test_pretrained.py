@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 
+import jax
 import numpy as np
 import pytest
 
@@ -119,3 +120,23 @@ def test_the_cards_evaluation_transform_is_timms_on_photographs():
                                                  card.interpolation)
       difference = np.abs(ours.astype(int) - expected[f'{timm_name}/{photo}'])
       assert ours.shape == (card.input_size, card.input_size, 3) and difference.max() <= 1, (timm_name, photo)
+
+
+def test_init_from_reads_published_weights_as_the_runs_model(tmp_path, monkeypatch):
+  """`--config.init_from=pretrained:NAME` / `hf-hub:...`: the published weights, read as the run's model with its
+  fields (the fixture's small ResNet-RS) but the published classes, which `adapt` then re-initialises."""
+  from huggingface_hub import constants
+  from zoo import finetune
+  from zoo.convert import from_timm, load_weights
+  cache = str(tmp_path / 'hub')
+  hub_repo(cache, 'timm/resnetrs50.tf_in1k')
+  monkeypatch.setattr(constants, 'HF_HUB_CACHE', cache)  # what HF_HUB_CACHE / HF_HUB_OFFLINE set at import
+  monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
+  reference = from_timm('resnetrs50', load_weights(os.path.join(FIXTURES, 'rs_d1111_w0125.safetensors')),
+                        **SMALL['model_kwargs'])
+  run_kwargs = {**KWARGS, 'num_classes': 3, 'dtype': 'bfloat16'}  # the run's own classes and compute dtype
+  for source in ('pretrained:resnetrs50', 'hf-hub:timm/resnetrs50.tf_in1k'):
+    params, batch_stats = finetune.load(source, 'resnetrs50', run_kwargs)
+    assert params['head']['kernel'].shape[-1] == 10  # the published head, before adapt
+    for got, want in ((params, reference['params']), (batch_stats, reference['batch_stats'])):
+      assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)))

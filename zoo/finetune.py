@@ -1,8 +1,10 @@
 """Starting a run from another run's weights (`config.init_from`): fine-tuning at a higher resolution, or on
 another label set.
 
-The source is a workdir of train.py or a `python -m zoo.convert` output; its latest checkpoint is read, the EMA
-weights when it has them (they are what eval.py evaluated), else the raw ones. Every variable of the new model takes
+The source is a workdir of train.py or a `python -m zoo.convert` output, whose latest checkpoint is read (the EMA
+weights when it has them: they are what eval.py evaluated, else the raw ones), or published weights:
+'pretrained:NAME' (the weights NAME's card names) or 'hf-hub:ORG/REPO' (zoo.load_pretrained, through the hub's
+cache). Every variable of the new model takes
 the source's value of the same name. Three cases differ in shape:
   * a position embedding ('pos_embed', (1, h, w, C)) on another token grid is resized bicubically over (h, w), as
     VOLO's and timm's fine-tuning do (jax.image.resize: Keys a=-0.5, where torch's bicubic uses a=-0.75);
@@ -22,8 +24,21 @@ from zoo.errors import UserError
 MAX_NAMES = 8  # variables named in one error message
 
 
-def load(source: str) -> tuple[dict, dict]:
-  """(params, batch_stats) of `source`'s latest checkpoint; EMA weights when it has them."""
+PRETRAINED = 'pretrained:'
+# Fields of the run's model that published weights keep as they were published: the classifier's classes and the
+# input size (`adapt` re-initialises the head and resizes the position embedding).
+PUBLISHED_FIELDS = ('num_classes', 'image_size')
+
+
+def load(source: str, model: str | None = None, model_kwargs: dict | None = None) -> tuple[dict, dict]:
+  """(params, batch_stats) of `source`'s latest checkpoint, EMA weights when it has them; or of the published
+  weights `source` names, read as `model` with the run's `model_kwargs` (but PUBLISHED_FIELDS)."""
+  if source.startswith((PRETRAINED, 'hf-hub:')):
+    from zoo import pretrained
+    kwargs = {k: v for k, v in (model_kwargs or {}).items() if k not in PUBLISHED_FIELDS}
+    _, variables = pretrained.load_pretrained(source.removeprefix(PRETRAINED), model, **kwargs)
+    logging.info('Initialising from the published weights %s', source)
+    return variables['params'], variables['batch_stats']
   with checkpoint.manager(source, read_only=True) as mngr:
     step = mngr.latest_step()
     if step is None:

@@ -62,11 +62,11 @@ def resolve(source: str, model: str | None = None) -> tuple[str, dict, str]:
 def _hub_files(repo_id: str) -> tuple[str, str]:
   """(config.json, weights file) of a hub repository, from the cache or downloaded into it."""
   import huggingface_hub
-  from huggingface_hub import errors
+  from huggingface_hub import constants, errors
   try:
     config = huggingface_hub.hf_hub_download(repo_id, 'config.json')
   except (errors.LocalEntryNotFoundError, errors.RepositoryNotFoundError, OSError) as e:
-    offline = ' (HF_HUB_OFFLINE is set: only the cache is read)' if huggingface_hub.constants.HF_HUB_OFFLINE else ''
+    offline = ' (HF_HUB_OFFLINE is set: only the cache is read)' if constants.HF_HUB_OFFLINE else ''
     raise UserError(f'cannot get {repo_id} from the Hugging Face hub{offline}: {str(e).splitlines()[0]}') from None
   for filename in WEIGHT_FILES:
     try:
@@ -86,13 +86,13 @@ def _model_of(config_path: str, model: str | None) -> tuple[str, dict]:
     raise UserError(f'cannot read {config_path}: {e}') from None
   architecture = config.get('architecture', '')
   extra = {'num_classes': config['num_classes']} if 'num_classes' in config else {}
-  if model is not None:
-    return model, extra
-  for name in registry.list_models():
-    timm_name = registry.model_card(name).timm_name
-    if timm_name and timm_name.split('.')[0] == architecture:
-      return name, extra
+  inferred = next(((name, extra) for name in registry.list_models()
+                   if (registry.model_card(name).timm_name or '').split('.')[0] == architecture), None)
   sized = re.fullmatch(r'(.+)_(\d+)', architecture)
-  if sized and sized[1] in registry.list_models() and 'image_size' in registry.model_fields(sized[1]):
-    return sized[1], {**extra, 'image_size': int(sized[2])}
+  if not inferred and sized and sized[1] in registry.list_models() and 'image_size' in registry.model_fields(sized[1]):
+    inferred = sized[1], {**extra, 'image_size': int(sized[2])}
+  if model is not None:  # the weights' input size still holds where they are of that model
+    return model, inferred[1] if inferred and inferred[0] == model else extra
+  if inferred:
+    return inferred
   raise UserError(f'{config_path} names architecture {architecture!r}, which no zoo model converts from')

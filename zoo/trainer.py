@@ -279,7 +279,7 @@ def restore_or_init(task, tx, mngr, config, workdir: str) -> TrainState:
   target = flax.serialization.to_state_dict(jax.device_get(state))
   found = checkpoint.restore_newest(mngr, workdir, target, lambda saved: check_resume(saved, config))
   if found is None:
-    return init_from(state, tx, config.init_from, model_card(config.model).classifier) if config.init_from else state
+    return init_from(state, tx, config, model_card(config.model).classifier) if config.init_from else state
   step, saved = found
   logging.info('Resuming from checkpoint step %d', step)
   # The EMA as the run keeps it: a checkpoint's EMA that the run does not keep was not read (zoo/checkpoint.py), one
@@ -292,10 +292,10 @@ def restore_or_init(task, tx, mngr, config, workdir: str) -> TrainState:
   return restored
 
 
-def init_from(state: TrainState, tx, source: str, classifier: tuple[str, ...]) -> TrainState:
-  """`state` with the weights of `source` (adapted to the model, whose classifier heads are `classifier`), a fresh
-  optimiser state, and the EMA on them where the run keeps one."""
-  params, batch_stats = finetune.load(source)
+def init_from(state: TrainState, tx, config, classifier: tuple[str, ...]) -> TrainState:
+  """`state` with the weights of `config.init_from` (adapted to the model, whose classifier heads are
+  `classifier`), a fresh optimiser state, and the EMA on them where the run keeps one."""
+  params, batch_stats = finetune.load(config.init_from, config.model, dict(config.model_kwargs))
   params = finetune.adapt(params, state.params, classifier, 'params')
   batch_stats = finetune.adapt(batch_stats, state.batch_stats, classifier, 'batch_stats')
   state = state.replace(params=params, batch_stats=batch_stats, opt_state=tx.init(params))
