@@ -140,3 +140,26 @@ def test_init_from_reads_published_weights_as_the_runs_model(tmp_path, monkeypat
     assert params['head']['kernel'].shape[-1] == 10  # the published head, before adapt
     for got, want in ((params, reference['params']), (batch_stats, reference['batch_stats'])):
       assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)))
+
+
+@pytest.mark.slow
+def test_zoo_convert_pretrained_writes_a_checkpoint_that_zoo_export_exports(tmp_path):
+  """`zoo-convert --pretrained` from the offline cache, then `zoo-export` of its output: the converted checkpoint
+  carries its task and the card's evaluation input, so the export reads it as a training workdir (it used to fail:
+  'holds a None checkpoint'). zoo-export takes one of --workdir and --pretrained, and never an existing --out."""
+  cache = str(tmp_path / 'hub')
+  hub_repo(cache, 'timm/resnetrs50.tf_in1k')
+  env = dict(os.environ, HF_HUB_CACHE=cache, HF_HUB_OFFLINE='1')
+  converted, out = str(tmp_path / 'converted'), str(tmp_path / 'export')
+  rc, stdout, err = run_cli('zoo-convert', '--pretrained', 'hf-hub:timm/resnetrs50.tf_in1k', '--out', converted,
+                            f'--model_kwargs={json.dumps(KWARGS)}', env=env, timeout=120)
+  assert rc == 0 and 'from hf-hub:timm/resnetrs50.tf_in1k' in stdout, err[-2000:]
+  rc, stdout, err = run_cli('zoo-export', f'--workdir={converted}', f'--out={out}', env=env, timeout=180)
+  assert rc == 0, err[-2000:]
+  meta = json.loads(stdout.splitlines()[-1])
+  assert (meta['model'], meta['image_size'], meta['model_kwargs']['num_classes']) == ('resnetrs50', 160, 10)
+  assert meta['mean'] == pytest.approx([123.675, 116.28, 103.53]) and meta['crop_pct'] == 0.91
+  for args, message in ((['--pretrained=resnetrs50', f'--workdir={converted}'], 'give one of --workdir'),
+                        ([f'--workdir={converted}'], f'{out} exists; zoo-export writes a new directory')):
+    rc, _, err = run_cli('zoo-export', *args, f'--out={out}', env=env, timeout=120)
+    assert rc == 1 and message in err.strip().splitlines()[-1], err[-1000:]

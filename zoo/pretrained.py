@@ -36,6 +36,18 @@ def load_pretrained(source: str, model: str | None = None, **overrides):
   return registry.create_model(name, **overrides), variables
 
 
+def checkpoint_config(name: str, kwargs: dict, source: str) -> dict:
+  """The config saved with converted weights (zoo-convert, zoo-export --pretrained): the model, its overrides, the
+  task of its card and the card's evaluation input (size, RGB, mean and std in the 0..255 units of the zoo's
+  configs), so that zoo-eval and zoo-export read it as they read a training workdir."""
+  card = registry.model_card(name)
+  size = kwargs.get('image_size', card.input_size)
+  return {'model': name, 'model_kwargs': dict(kwargs), 'task': card.task, 'source': source, 'format': 'timm',
+          'input': {'image_size': size, 'channels': 3, 'crop_pct': card.crop_pct,
+                    'mean': [255 * m for m in card.mean or (0.0,) * 3],
+                    'std': [255 * s for s in card.std or (1 / 255,) * 3]}}
+
+
 def resolve(source: str, model: str | None = None) -> tuple[str, dict, str]:
   """(zoo model name, the create_model overrides the weights imply, path of the weights file) of `source`."""
   if source.startswith(HUB_PREFIX):

@@ -1,4 +1,6 @@
-"""Exports a trained classifier for inference outside the zoo: `zoo-export --workdir=DIR --out=PATH`.
+"""Exports a trained classifier for inference outside the zoo: `zoo-export --workdir=DIR --out=PATH`, or published
+weights without training: `zoo-export --pretrained=resnetrs50 --out=PATH` (a model name, hf-hub:ORG/REPO or a hub
+folder, as zoo.load_pretrained reads them).
 
 PATH (a new directory; an existing one is refused) receives:
 - `model.jaxexport`: the eval forward (variables, images NHWC float32) -> logits float32, serialized by `jax.export`
@@ -13,6 +15,7 @@ PATH (a new directory; an existing one is refused) receives:
 import json
 import os
 import shutil
+import tempfile
 
 from absl import flags
 
@@ -72,16 +75,35 @@ def export(workdir: str, out: str, batch_polymorphic: bool, batch_size: int) -> 
   return meta
 
 
+def pretrained_workdir(source: str, tmp: str) -> str:
+  """A workdir in `tmp` holding the published weights `source` as zoo-convert writes them."""
+  import jax
+  from zoo import checkpoint, pretrained
+  from zoo.convert import from_timm, load_weights
+  name, kwargs, weights = pretrained.resolve(source)
+  variables = from_timm(name, load_weights(weights), **kwargs)
+  checkpoint.save_pretrained(tmp, jax.device_get(variables), pretrained.checkpoint_config(name, kwargs, source))
+  return tmp
+
+
 def main(argv):
   if len(argv) > 1:
     raise UserError(f'unexpected arguments {argv[1:]}')
-  print(json.dumps(export(FLAGS.workdir, FLAGS.out, FLAGS.batch_polymorphic, FLAGS.batch_size)))
+  if (FLAGS.workdir is None) == (FLAGS.pretrained is None):
+    raise UserError('give one of --workdir (a trained or converted classifier) and --pretrained (published weights)')
+  if os.path.exists(FLAGS.out):  # before anything is downloaded or converted
+    raise UserError(f'{FLAGS.out} exists; zoo-export writes a new directory and never replaces one')
+  with tempfile.TemporaryDirectory() as tmp:
+    workdir = FLAGS.workdir or pretrained_workdir(FLAGS.pretrained, os.path.join(tmp, 'converted'))
+    print(json.dumps(export(workdir, FLAGS.out, FLAGS.batch_polymorphic, FLAGS.batch_size)))
 
 
 def run() -> None:
   flags.DEFINE_string('workdir', None, 'A classification training workdir (or zoo-convert output).')
+  flags.DEFINE_string('pretrained', None, 'Published weights instead of a workdir: a model name (its card\'s '
+                      'weights), hf-hub:ORG/REPO or a folder in the hub\'s layout.')
   flags.DEFINE_string('out', None, 'New directory for the artifact.')
   flags.DEFINE_bool('batch_polymorphic', False, 'Export with a symbolic batch size.')
   flags.DEFINE_integer('batch_size', 1, 'The fixed batch size without --batch_polymorphic.')
-  flags.mark_flags_as_required(['workdir', 'out'])
+  flags.mark_flags_as_required(['out'])
   cli.run(main, __doc__)

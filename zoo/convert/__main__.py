@@ -3,6 +3,8 @@
   zoo-convert --model resnetrs50 --weights resnetrs50_ema.safetensors --out runs/rs50_timm
   zoo-convert --model resnetrs50 --weights small.pth --out DIR \\
       --model_kwargs='{"stage_depths": [1, 1, 1, 1], "width_multiplier": 0.125, "num_classes": 10}'
+  zoo-convert --pretrained resnetrs50 --out DIR        # the card's published weights (zoo.load_pretrained)
+  zoo-convert --pretrained hf-hub:timm/volo_d1_384.sail_in1k --out DIR
 
 Writes DIR/checkpoints/0 with `params` and `batch_stats`, and a config naming the model, its overrides and the
 source file. Bad input ends in one `error: ...` line (the weights' mismatches on the lines below it) and exit code 1.
@@ -13,15 +15,17 @@ import json
 import os
 import sys
 
-from zoo import checkpoint, cli, registry
+from zoo import checkpoint, cli, pretrained, registry
 from zoo.convert import from_timm, load_weights
 from zoo.errors import UserError
 
 
 def parse_args(argv):
   p = argparse.ArgumentParser(prog='zoo-convert', description=__doc__.split('\n')[0])
-  p.add_argument('--model', required=True, help='zoo model name, e.g. resnetrs50')
-  p.add_argument('--weights', required=True, help='timm weights: .safetensors, or a torch file (.pth, .pth.tar, .bin)')
+  p.add_argument('--model', help='zoo model name, e.g. resnetrs50 (with --pretrained: taken from the weights)')
+  source = p.add_mutually_exclusive_group(required=True)
+  source.add_argument('--weights', help='timm weights: .safetensors, or a torch file (.pth, .pth.tar, .bin)')
+  source.add_argument('--pretrained', help='published weights: a model name, hf-hub:ORG/REPO or a hub folder')
   p.add_argument('--out', required=True, help='output directory; must not hold checkpoints yet')
   p.add_argument('--num_classes', type=int, help='classifier size, if not the model default (1000)')
   p.add_argument('--model_kwargs', default='{}', help='other create_model overrides, as a JSON object')
@@ -45,16 +49,22 @@ def model_kwargs(args) -> dict:
 def convert(args) -> str:
   """Reads, converts and saves; returns the checkpoint directory."""
   kwargs = model_kwargs(args)
+  if args.pretrained:
+    name, published, weights = pretrained.resolve(args.pretrained, args.model)
+    kwargs, source = {**published, **kwargs}, args.pretrained
+  elif args.model is None:
+    raise UserError('--weights needs --model: the zoo model the weights are of')
+  else:
+    name, weights, source = args.model, args.weights, os.path.abspath(args.weights)
   try:  # an unknown model or override fails before the file is read
-    registry.create_model(args.model, **kwargs)
+    registry.create_model(name, **kwargs)
   except (TypeError, ValueError) as e:  # UserError, or a check_config message
     raise UserError(str(e)) from None
   ckpt = checkpoint.checkpoint_dir(args.out)
   if os.path.isdir(ckpt) and os.listdir(ckpt):
     raise UserError(f'{ckpt} already holds checkpoints; choose another --out directory')
-  variables = from_timm(args.model, load_weights(args.weights, args.checkpoint_key), **kwargs)
-  config = {'model': args.model, 'model_kwargs': kwargs, 'source': os.path.abspath(args.weights),
-            'format': 'timm'}
+  variables = from_timm(name, load_weights(weights, args.checkpoint_key), **kwargs)
+  config = pretrained.checkpoint_config(name, kwargs, source)
   try:
     return checkpoint.save_pretrained(args.out, variables, config)
   except FileExistsError as e:  # written by someone else since the check above
@@ -68,7 +78,7 @@ def main(argv=None):
     path = convert(args)
   except UserError as e:
     sys.exit(f'error: {e}')
-  print(f'wrote {path} ({args.model} from {args.weights})')
+  print(f'wrote {path} (from {args.pretrained or args.weights})')
 
 
 if __name__ == '__main__':
