@@ -235,7 +235,9 @@ def test_cli_errors_in_one_line(tmp_path, args, message, script):
 
 @pytest.mark.slow
 def test_eval_py_evaluates_a_converted_checkpoint(tmp_path):
-  """`python -m zoo.convert` then `eval.py`: the printed loss is the converted model's, on the eval split."""
+  """`python -m zoo.convert` then `eval.py`: the printed loss is the converted model's, on the eval split. The folder
+  has no training split and fewer images than a batch: evaluating needs neither. A folder of another class count is
+  one error line, before anything compiles."""
   from PIL import Image
 
   from tests.helpers import tiny_config
@@ -253,9 +255,9 @@ def test_eval_py_evaluates_a_converted_checkpoint(tmp_path):
                           '--out', out, f'--model_kwargs={json.dumps(spec["model_kwargs"])}', devices=1, timeout=120)
   assert rc == 0, stderr
   overrides = ['--config.dataset=image_folder', f'--config.data_dir={tmp_path / "images"}',
-               '--config.train_split=test', '--config.eval_split=test', '--config.input.channels=3',
+               '--config.eval_split=test', '--config.input.channels=3',
                '--config.input.mean=(124.0,116.0,104.0)', '--config.input.std=(58.0,57.0,57.0)',
-               '--config.model_kwargs.width_multiplier=0.125', '--config.batch_size=8']
+               '--config.model_kwargs.width_multiplier=0.125', '--config.batch_size=64']
   rc, stdout, stderr = run_cli('eval.py', '--config=configs/quickstart.py', f'--workdir={out}', *overrides,
                                '--image_size=36', devices=1, timeout=300)
   assert rc == 0, stderr[-3000:]
@@ -269,3 +271,11 @@ def test_eval_py_evaluates_a_converted_checkpoint(tmp_path):
   out_logits = zoo.create_model('resnetrs50', **spec['model_kwargs']).apply(variables, task.images(batch))
   loss = -np.mean(jax.nn.log_softmax(out_logits)[np.arange(30), batch['label']])
   np.testing.assert_allclose(printed['loss'], loss, rtol=1e-4)
+  for k in range(3):  # three classes where the weights have ten
+    d = tmp_path / 'three' / 'test' / f'class{k}'
+    d.mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(d / '0.png')
+  overrides[1] = f'--config.data_dir={tmp_path / "three"}'
+  rc, _, stderr = run_cli('eval.py', '--config=configs/quickstart.py', f'--workdir={out}', *overrides, devices=1,
+                          timeout=300)
+  assert rc == 1 and 'holds a resnetrs50 with 10 classes but the dataset has 3' in stderr.strip().splitlines()[-1]

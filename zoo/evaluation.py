@@ -7,8 +7,21 @@ from absl import logging
 from zoo import checkpoint, ema
 from zoo.errors import UserError
 from zoo.parallel import DataParallel, check_batch_size
+from zoo.registry import model_card
 from zoo.tasks import get_task
 from zoo.trainer import evaluate
+
+
+def check_classes(model: str, variables: dict, classes: int | None, workdir: str) -> None:
+  """A classifier head of another size than the data's classes is one line, before anything compiles."""
+  heads = model_card(model).classifier
+  if classes is None or not heads or heads[0] not in variables['params']:
+    return
+  held = int(variables['params'][heads[0]]['bias'].shape[-1])
+  if held != classes:
+    raise UserError(f'{workdir} holds a {model} with {held} classes but the dataset has {classes}: evaluate it on '
+                    f'data of its classes, or fine-tune it first (--config.init_from={workdir} re-initialises the '
+                    'head)')
 
 
 def evaluate_checkpoint(config, workdir: str, *, use_ema: bool = True, image_size: int | None = None,
@@ -20,7 +33,7 @@ def evaluate_checkpoint(config, workdir: str, *, use_ema: bool = True, image_siz
   dp = DataParallel(config.parallelism)
   local_batch = check_batch_size(config.batch_size)
   task = get_task(config)
-  task.check_data()
+  task.check_data(training=False)  # the training split need not exist, nor hold a batch
   with checkpoint.manager(workdir, read_only=True) as mngr:
     steps = mngr.all_steps()
     if not steps or (step is not None and step not in steps):
@@ -32,6 +45,7 @@ def evaluate_checkpoint(config, workdir: str, *, use_ema: bool = True, image_siz
                       f'pass --config.model={saved} or the config it was trained with')
     state = checkpoint.restore_state(mngr, step)
   variables, averaged = ema.inference_variables(state, use_ema)
+  check_classes(config.model, variables, getattr(task, 'num_classes', None), workdir)
   if use_ema and not averaged:
     logging.info('the checkpoint has no EMA weights (converted weights, or ema_decay=0): evaluating its weights')
   metrics = evaluate(task, dp, dp.put_state(jax.device_get(variables)), local_batch, image_size)

@@ -55,8 +55,9 @@ class ArrayTask(Task):
   def steps_per_epoch(self) -> int:
     return len(self.examples) // self.config.batch_size
 
-  def check_data(self):
-    arrays.check_array_fits(self.examples, self.config.batch_size, self.EXAMPLES)
+  def check_data(self, training: bool = True):
+    if training:
+      arrays.check_array_fits(self.examples, self.config.batch_size, self.EXAMPLES)
     self.eval_arrays()
 
   def train_batches(self, start_step: int):

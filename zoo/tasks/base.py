@@ -58,9 +58,10 @@ class Task(abc.ABC):
     """Global training steps in one pass over the training data (for epoch-based schedules); may read the data."""
 
   @abc.abstractmethod
-  def check_data(self) -> None:
+  def check_data(self, training: bool = True) -> None:
     """Reads and checks the data this run will use (splits exist, images decode, one batch fits) and raises a
-    `UserError` naming the fix. Called before anything compiles; the other methods may assume it passed."""
+    `UserError` naming the fix; with `training=False` (evaluating a checkpoint) the held-out data only. Called
+    before anything compiles; the other methods may assume it passed."""
 
   @abc.abstractmethod
   def init_inputs(self):

@@ -139,13 +139,14 @@ class ClassificationTask(Task):
                          f'\'token_labels\' feature (features: {self.data.features})')
     return tuple(grid)
 
-  def check_data(self):
+  def check_data(self, training: bool = True):
     from zoo.data import pipeline
     c = self.config
-    for split in (c.train_split, c.eval_split):
+    for split in (c.train_split, c.eval_split) if training else (c.eval_split,):
       self.data.size(split)
       self.data.check_images(split, c.input.corrupt_images)
-    pipeline.check_split_fits(self.data, c.train_split, c.batch_size)
+    if training:
+      pipeline.check_split_fits(self.data, c.train_split, c.batch_size)
     # Reading them runs their checks: model_kwargs.num_classes against the data set's, token labels in the data.
     self.num_classes, self.token_grid  # noqa: B018
 
