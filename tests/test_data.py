@@ -276,6 +276,13 @@ def test_unreadable_images_are_skipped_with_a_warning_and_counted(image_folder, 
   assert np.bincount(labels).tolist() == [12, 12]
 
 
+def test_an_empty_file_is_an_unreadable_image(image_folder):
+  open(f'{image_folder}/train/blue/empty.jpg', 'wb').close()  # OpenCV's decoder asserts on no bytes
+  task = ClassificationTask(folder_config(image_folder))
+  task.check_data()
+  assert task.data.unreadable('train') == [(f'{image_folder}/train/blue/empty.jpg', 'not a decodable image (0 bytes)')]
+
+
 def test_unreadable_images_are_fatal_on_request(image_folder):
   broken = _break(image_folder)
   task = ClassificationTask(folder_config(image_folder, **{'input.corrupt_images': 'error'}))

@@ -148,13 +148,14 @@ class ImageFolder:
   def unreadable(self, split: str) -> list[tuple[str, str]]:
     """(path, reason) of each image of `split` that OpenCV cannot decode; scanned once per run and logged."""
     if split not in self._unreadable:
-      import cv2
-      import numpy as np
+      from zoo.data import transforms
       bad = []
       for path, _ in self.files(split):
         with open(path, 'rb') as f:
           data = f.read()
-        if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) is None:
+        try:  # the decoder the input uses, so that what passes here decodes there (an empty file included)
+          transforms.decode(data, 3)
+        except DatasetError:
           bad.append((path, f'not a decodable image ({len(data)} bytes)'))
       if bad:
         logging.warning('%d of %d images of split %r cannot be decoded and are skipped (input.corrupt_images=error '
