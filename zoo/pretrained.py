@@ -48,6 +48,16 @@ def checkpoint_config(name: str, kwargs: dict, source: str) -> dict:
                     'std': [255 * s for s in card.std or (1 / 255,) * 3]}}
 
 
+def save_converted(out_dir: str, name: str, kwargs: dict, weights: str, source: str,
+                   checkpoint_key: str | None = None) -> str:
+  """Converts the timm weights file `weights` into zoo model `name` (with `kwargs`) and writes them to `out_dir` as
+  a step-0 checkpoint with `checkpoint_config`: zoo-convert's output, which zoo-export --pretrained also exports.
+  Returns the checkpoint directory; a directory that holds checkpoints is a FileExistsError."""
+  from zoo import checkpoint
+  variables = from_timm(name, load_weights(weights, checkpoint_key), **kwargs)
+  return checkpoint.save_pretrained(out_dir, variables, checkpoint_config(name, kwargs, source))
+
+
 def resolve(source: str, model: str | None = None) -> tuple[str, dict, str]:
   """(zoo model name, the create_model overrides the weights imply, path of the weights file) of `source`."""
   if source.startswith(HUB_PREFIX):

@@ -77,12 +77,9 @@ def export(workdir: str, out: str, batch_polymorphic: bool, batch_size: int) -> 
 
 def pretrained_workdir(source: str, tmp: str) -> str:
   """A workdir in `tmp` holding the published weights `source` as zoo-convert writes them."""
-  import jax
-  from zoo import checkpoint, pretrained
-  from zoo.convert import from_timm, load_weights
+  from zoo import pretrained
   name, kwargs, weights = pretrained.resolve(source)
-  variables = from_timm(name, load_weights(weights), **kwargs)
-  checkpoint.save_pretrained(tmp, jax.device_get(variables), pretrained.checkpoint_config(name, kwargs, source))
+  pretrained.save_converted(tmp, name, kwargs, weights, source)
   return tmp
 
 

@@ -16,7 +16,6 @@ import os
 import sys
 
 from zoo import checkpoint, cli, pretrained, registry
-from zoo.convert import from_timm, load_weights
 from zoo.errors import UserError
 
 
@@ -63,10 +62,8 @@ def convert(args) -> str:
   ckpt = checkpoint.checkpoint_dir(args.out)
   if os.path.isdir(ckpt) and os.listdir(ckpt):
     raise UserError(f'{ckpt} already holds checkpoints; choose another --out directory')
-  variables = from_timm(name, load_weights(weights, args.checkpoint_key), **kwargs)
-  config = pretrained.checkpoint_config(name, kwargs, source)
   try:
-    return checkpoint.save_pretrained(args.out, variables, config)
+    return pretrained.save_converted(args.out, name, kwargs, weights, source, args.checkpoint_key)
   except FileExistsError as e:  # written by someone else since the check above
     raise UserError(str(e)) from None
 
