@@ -14,6 +14,21 @@ from zoo.cli import apply_overrides  # noqa: F401  (re-exported for the tests)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+class CountingSource:
+  """A random-access source (an array, a list, a TFDS data source) that records the index of each record read, in
+  `read` (a list the caller may pass, to share it between sources)."""
+
+  def __init__(self, examples, read: list | None = None):
+    self.examples, self.read = examples, [] if read is None else read
+
+  def __len__(self):
+    return len(self.examples)
+
+  def __getitem__(self, index):
+    self.read.append(int(index))
+    return self.examples[index]
+
+
 def tiny_config(data_dir, **overrides):
   """The quickstart config shrunk further: a few steps of a 1-1-1-1 ResNet-RS on mnist5k."""
   from configs import quickstart

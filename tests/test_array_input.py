@@ -8,23 +8,10 @@ import jax
 import numpy as np
 import pytest
 
+from tests.helpers import CountingSource
 from zoo.data import arrays
 
 N, BATCH, SEED = 64, 8, 3
-
-
-class CountingSource:
-  """An array that records which of its rows were read."""
-
-  def __init__(self, examples):
-    self.examples, self.read = examples, []
-
-  def __len__(self):
-    return len(self.examples)
-
-  def __getitem__(self, index):
-    self.read.append(int(index))
-    return self.examples[index]
 
 
 def examples():

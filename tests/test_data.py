@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import BLOCK_TENSORFLOW, run_cli, tiny_config
+from tests.helpers import BLOCK_TENSORFLOW, CountingSource, run_cli, tiny_config
 from zoo.data import pipeline, sources, transforms
 from zoo.errors import DatasetError
 from zoo.tasks.classification import ClassificationTask
@@ -35,16 +35,7 @@ class CountingData:
     return self.data.size(split)
 
   def source(self, split):
-    inner, read = self.data.source(split), self.read
-
-    class Source:
-      def __len__(self):
-        return len(inner)
-
-      def __getitem__(self, index):
-        read.append(int(index))
-        return inner[index]
-    return Source()
+    return CountingSource(self.data.source(split), self.read)
 
 
 def on_host(hosts, host):
