@@ -256,9 +256,10 @@ def volo_main():
       if n.startswith('volo_')))
 
 
-# timm models whose published weights' evaluation transform is recorded, and the photographs it is applied to.
-PREPROCESSED = ('resnetrs50', 'volo_d1_224')  # 160 px at crop 0.91, 224 px at crop 0.96
-PHOTOGRAPHS = ('chelsea', 'coffee', 'astronaut')
+# timm models whose published weights' evaluation transform is recorded -> the photographs it is applied to.
+# 160 px at crop 0.91, 224 px at crop 0.96, and 448 px at crop 1.15 (a side shorter than the crop: zero padding).
+PREPROCESSED = {'resnetrs50': ('chelsea', 'coffee', 'astronaut'), 'volo_d1_224': ('chelsea', 'coffee', 'astronaut'),
+                'volo_d4_448': ('chelsea',)}
 
 
 def preprocessing_main():
@@ -267,12 +268,12 @@ def preprocessing_main():
   from PIL import Image
   from skimage import data
   arrays, configs = {}, {}
-  for name in PREPROCESSED:
+  for name, photographs in PREPROCESSED.items():
     config = timm.data.resolve_data_config({}, model=timm.create_model(name, pretrained=False))
     transform = timm.data.create_transform(**config)
     configs[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
     mean, std = np.array(config['mean'])[:, None, None], np.array(config['std'])[:, None, None]
-    for photo in PHOTOGRAPHS:
+    for photo in photographs:
       out = transform(Image.fromarray(getattr(data, photo)()).convert('RGB')).numpy().astype(np.float64)
       pixels = (out * std + mean) * 255
       assert np.abs(pixels - np.round(pixels)).max() < 1e-3, (name, photo)

@@ -174,16 +174,20 @@ def published_eval_transform(image: np.ndarray, out: int, crop_pct: float, inter
   """The evaluation of published weights as timm computes it (`create_transform` of `resolve_data_config`, which a
   model card's input_size, crop_pct and interpolation record): the shorter side to floor(out / crop_pct) with
   Pillow's filter (antialiased), the longer one to int(target * long / short), then the centre out x out at the
-  offset torchvision's CenterCrop rounds to. uint8 [out, out, C]; normalise with the card's mean and std."""
-  if not 0.0 < crop_pct <= 1.0 or interpolation not in _PIL_FILTERS:
-    raise ValueError(f'crop_pct must be in (0, 1] and interpolation one of {sorted(_PIL_FILTERS)}, got {crop_pct}, '
+  offset torchvision's CenterCrop rounds to. A crop_pct above 1 (timm's VOLO-D4/D5 at 448 and 512: 1.15) leaves a
+  side shorter than `out`, which CenterCrop pads with zeros, half before (rounded down) and half after.
+  uint8 [out, out, C]; normalise with the card's mean and std."""
+  if not crop_pct > 0.0 or interpolation not in _PIL_FILTERS:
+    raise ValueError(f'crop_pct must be positive and interpolation one of {sorted(_PIL_FILTERS)}, got {crop_pct}, '
                      f'{interpolation!r}')
   target = int(math.floor(out / crop_pct))
   h, w = image.shape[:2]
   new_h, new_w = (target, int(target * w / h)) if h <= w else (int(target * h / w), target)
   pil = Image.fromarray(image[:, :, 0] if image.shape[-1] == 1 else image)
   resized = np.asarray(pil.resize((new_w, new_h), _PIL_FILTERS[interpolation])).reshape(new_h, new_w, -1)
-  top, left = int(round((new_h - out) / 2.0)), int(round((new_w - out) / 2.0))
+  pad_h, pad_w = max(out - new_h, 0), max(out - new_w, 0)
+  resized = np.pad(resized, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+  top, left = int(round((resized.shape[0] - out) / 2.0)), int(round((resized.shape[1] - out) / 2.0))
   return np.ascontiguousarray(resized[top:top + out, left:left + out])
 
 
