@@ -72,11 +72,16 @@ def classification() -> ml_collections.ConfigDict:
   c.data_dir = ml_collections.FieldReference(None, field_type=str)
   c.train_split = 'train'
   c.eval_split = 'validation'
+  # image_folder: the classes and their order as a file lists them, one per line (its folder name first), or
+  # 'imagenet' (ImageNet-1k's synsets, which ship with the zoo): to evaluate weights trained on other classes.
+  c.class_index = ml_collections.FieldReference(None, field_type=str)
   c.input = ml_collections.ConfigDict(dict(
       image_size=224,
       eval_image_size=0,  # 0: same as image_size
       channels=3,
       crop_pct=0.875,  # eval: resize to image_size / crop_pct, centre crop
+      # eval resize: None, OpenCV's bilinear; 'bicubic' / 'bilinear', Pillow's antialiased filter as timm evaluates
+      interpolation=ml_collections.FieldReference(None, field_type=str),
       area_range=(0.08, 1.0),  # Inception crop
       flip=True,
       randaugment_layers=2,

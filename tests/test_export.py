@@ -51,7 +51,8 @@ def test_exported_function_runs_without_the_zoo(workdir, tmp_path):
   meta = json.loads((out / 'export.json').read_text())
   assert (meta['model'], meta['image_size'], meta['channels'], meta['batch'], meta['timm']) == (
       'resnetrs50', 28, 3, 'any', 'resnetrs50.tf_in1k')
-  assert (meta['crop_pct'], meta['interpolation'], meta['weights']) == (0.91, 'bicubic', 'trained')
+  # The run's evaluation input (quickstart: 28 px uncropped, the zoo's bilinear resize), not the card's published one
+  assert (meta['crop_pct'], meta['interpolation'], meta['weights']) == (1.0, 'bilinear', 'trained')
   images = np.random.default_rng(0).standard_normal((5, 28, 28, 3)).astype(np.float32)
   np.save(out / 'images.npy', images)
   code, stdout, err = run_cli('-c', LOADER, str(out))

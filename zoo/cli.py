@@ -20,6 +20,7 @@ import functools
 import importlib
 import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -64,6 +65,18 @@ def environment_defaults(environ, cpu_only: bool) -> None:
   given = environ.get('XLA_FLAGS', '').split()
   names = {flag.split('=')[0] for flag in given}
   environ['XLA_FLAGS'] = ' '.join(given + [flag for flag in FAST_CPU_FLAGS if flag.split('=')[0] not in names])
+
+
+def json_object(text: str, flag: str) -> dict:
+  """The JSON object a flag holds (--model_kwargs='{"dtype": "bfloat16"}'); anything else is one UserError line."""
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError as e:
+    value = e
+  if not isinstance(value, dict):
+    raise UserError(f'{flag} must be a JSON object, e.g. {{"dtype": "bfloat16"}}, got {text!r}'
+                    + (f' ({value})' if isinstance(value, json.JSONDecodeError) else ''))
+  return value
 
 
 class ZooInfoOnly(logging.Filter):

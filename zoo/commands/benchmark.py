@@ -206,10 +206,7 @@ def main(argv):
   from zoo import faults
   if FLAGS.mode not in MODES or FLAGS.dtype not in DTYPES:
     raise UserError(f'--mode must be one of {MODES} and --dtype one of {DTYPES}, got {FLAGS.mode!r}, {FLAGS.dtype!r}')
-  try:
-    kwargs = json.loads(FLAGS.model_kwargs)
-  except json.JSONDecodeError as e:
-    raise UserError(f'--model_kwargs must be a JSON object, e.g. {{"scan_blocks": true}}: {e}') from None
+  kwargs = cli.json_object(FLAGS.model_kwargs, '--model_kwargs')
   if FLAGS.mode == 'input':
     print(json.dumps(measure_input()), flush=True)
     return

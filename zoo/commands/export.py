@@ -67,7 +67,9 @@ def export(workdir: str, out: str, batch_polymorphic: bool, batch_size: int) -> 
   meta = {'model': config['model'], 'model_kwargs': kwargs, 'image_size': size, 'channels': channels,
           'batch': 'any' if batch_polymorphic else batch_size, 'layout': 'NHWC float32',
           'mean': list(config['input'].get('mean', ())), 'std': list(config['input'].get('std', ())),
-          'crop_pct': card.crop_pct, 'interpolation': card.interpolation,
+          # how the weights were evaluated: the run's input (the zoo's eval resizes bilinearly), or the published one
+          'crop_pct': config['input'].get('crop_pct', card.crop_pct),
+          'interpolation': config['input'].get('interpolation') or 'bilinear',
           'weights': 'EMA' if is_ema else 'trained',
           'timm': card.timm_name if timm_weights is not None else None}
   with open(os.path.join(out, 'export.json'), 'w') as f:
@@ -78,8 +80,8 @@ def export(workdir: str, out: str, batch_polymorphic: bool, batch_size: int) -> 
 def pretrained_workdir(source: str, tmp: str) -> str:
   """A workdir in `tmp` holding the published weights `source` as zoo-convert writes them."""
   from zoo import pretrained
-  name, kwargs, weights = pretrained.resolve(source)
-  pretrained.save_converted(tmp, name, kwargs, weights, source)
+  weights = pretrained.resolve(source)
+  pretrained.save_converted(tmp, weights, weights.overrides, source)
   return tmp
 
 

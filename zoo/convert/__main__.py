@@ -11,7 +11,6 @@ source file. Bad input ends in one `error: ...` line (the weights' mismatches on
 The environment defaults of the other commands apply (zoo/cli.py).
 """
 import argparse
-import json
 import os
 import sys
 
@@ -34,12 +33,7 @@ def parse_args(argv):
 
 
 def model_kwargs(args) -> dict:
-  try:
-    kwargs = json.loads(args.model_kwargs)
-  except json.JSONDecodeError as e:
-    raise UserError(f'--model_kwargs is not valid JSON ({e}): {args.model_kwargs}') from None
-  if not isinstance(kwargs, dict):
-    raise UserError(f'--model_kwargs must be a JSON object, got {args.model_kwargs}')
+  kwargs = cli.json_object(args.model_kwargs, '--model_kwargs')
   if args.num_classes is not None:
     kwargs['num_classes'] = args.num_classes
   return kwargs
@@ -49,21 +43,21 @@ def convert(args) -> str:
   """Reads, converts and saves; returns the checkpoint directory."""
   kwargs = model_kwargs(args)
   if args.pretrained:
-    name, published, weights = pretrained.resolve(args.pretrained, args.model)
-    kwargs, source = {**published, **kwargs}, args.pretrained
+    weights = pretrained.resolve(args.pretrained, args.model)
+    kwargs, source = {**weights.overrides, **kwargs}, args.pretrained
   elif args.model is None:
     raise UserError('--weights needs --model: the zoo model the weights are of')
-  else:
-    name, weights, source = args.model, args.weights, os.path.abspath(args.weights)
   try:  # an unknown model or override fails before the file is read
-    registry.create_model(name, **kwargs)
+    registry.create_model(args.model if args.weights else weights.model, **kwargs)
   except (TypeError, ValueError) as e:  # UserError, or a check_config message
     raise UserError(str(e)) from None
+  if args.weights:
+    weights, source = pretrained.resolve(args.weights, args.model), os.path.abspath(args.weights)
   ckpt = checkpoint.checkpoint_dir(args.out)
   if os.path.isdir(ckpt) and os.listdir(ckpt):
     raise UserError(f'{ckpt} already holds checkpoints; choose another --out directory')
   try:
-    return pretrained.save_converted(args.out, name, kwargs, weights, source, args.checkpoint_key)
+    return pretrained.save_converted(args.out, weights, kwargs, source, args.checkpoint_key)
   except FileExistsError as e:  # written by someone else since the check above
     raise UserError(str(e)) from None
 

@@ -73,6 +73,9 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
 def read_torch(path: str):
   """The object that `torch.save` wrote to `path` (zip format), with tensors as numpy arrays; weights only."""
   if not zipfile.is_zipfile(path):
+    with open(path, 'rb') as f:
+      if f.read(4) == b'PK\x03\x04':  # a zip archive's start without its end
+        raise UserError(f'{path} is truncated or corrupt (a zip archive without its directory): fetch it again')
     raise UserError(f'{path} is not in torch\'s zip format (torch.save since torch 1.6); older files cannot be read '
                     'safely: load and re-save it with a recent torch, or convert it to .safetensors')
   with zipfile.ZipFile(path) as archive:

@@ -121,13 +121,19 @@ def eval_steps(data, split: str, local_batch: int) -> int:
 
 
 class EvalTransform:
-  def __init__(self, size: int, channels: int, crop_pct: float):
-    self.size, self.channels, self.crop_pct = size, channels, crop_pct
+  """Resize and centre crop: OpenCV's bilinear resize, or with `interpolation` ('bicubic', 'bilinear') the
+  evaluation of published weights (Pillow's filter, as timm: transforms.published_eval_transform)."""
+
+  def __init__(self, size: int, channels: int, crop_pct: float, interpolation: str | None = None):
+    self.size, self.channels, self.crop_pct, self.interpolation = size, channels, crop_pct, interpolation
 
   def __call__(self, record: dict) -> dict:
     image = transforms.decode(record['image'], self.channels)
-    return {'image': transforms.resize_and_center_crop(image, self.size, self.crop_pct),
-            'label': np.int32(record['label'])}
+    if self.interpolation:
+      image = transforms.published_eval_transform(image, self.size, self.crop_pct, self.interpolation)
+    else:
+      image = transforms.resize_and_center_crop(image, self.size, self.crop_pct)
+    return {'image': image, 'label': np.int32(record['label'])}
 
 
 def eval_batches(data, cfg, split: str, local_batch: int, image_size: int | None = None):
@@ -137,7 +143,8 @@ def eval_batches(data, cfg, split: str, local_batch: int, image_size: int | None
   size = image_size or inp.eval_image_size or inp.image_size
   source = data.source(split)
   rows = host_slice(len(source), jax.process_index(), jax.process_count())
-  ds = grain.MapDataset.source(source)[rows.start:rows.stop].map(EvalTransform(size, inp.channels, inp.crop_pct))
+  transform = EvalTransform(size, inp.channels, inp.crop_pct, inp.get('interpolation'))
+  ds = grain.MapDataset.source(source)[rows.start:rows.stop].map(transform)
   batches = iter(ds.batch(local_batch).to_iter_dataset(_read_options(inp.threads)))
   empty = {'image': np.zeros((local_batch, size, size, inp.channels), np.uint8),
            'label': np.zeros((local_batch,), np.int32)}

@@ -4,9 +4,10 @@
   images left encoded. A dataset prepared only as TFRecord files cannot be read at random; the error names the
   command that converts it in place (`zoo-data convert`, zoo/commands/data.py).
 - A folder of images, ROOT/<split>/<class>/<image>: a sorted file list, classes in sorted order of their folder
-  names over all splits. A folder is whatever the user copied, so each image is decoded once per run and the
-  undecodable ones are logged, counted and left out before anything is shuffled (or, with
-  `input.corrupt_images=error`, reported as an error).
+  names over all splits, or in the order of a class index (`read_class_index`: the classes of weights trained
+  elsewhere, e.g. ImageNet's 1,000, of which the folder may hold a few). A folder is whatever the user copied, so
+  each image is decoded once per run and the undecodable ones are logged, counted and left out before anything is
+  shuffled (or, with `input.corrupt_images=error`, reported as an error).
 
 Every record is a dict {'image': encoded bytes, 'label': int} (plus 'token_labels' where the dataset has them).
 """
@@ -20,13 +21,38 @@ from zoo.errors import DatasetError
 IMAGE_FOLDER = 'image_folder'
 OFFLINE_DATASETS = {'mnist5k'}  # builders that need no download: prepared on first use
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
+IMAGENET = 'imagenet'  # the class index that ships with the zoo: ImageNet-1k's synsets in their standard order
 
 
-def open_dataset(name: str, data_dir: str | None):
-  """The dataset `name` (a TFDS name or 'image_folder'), or a DatasetError that says how to make it readable."""
+def open_dataset(name: str, data_dir: str | None, class_index: str | None = None):
+  """The dataset `name` (a TFDS name or 'image_folder'), or a DatasetError that says how to make it readable.
+  `class_index` (image folders only; see read_class_index) fixes the classes and their order."""
   if name == IMAGE_FOLDER:
-    return ImageFolder(data_dir)
+    return ImageFolder(data_dir, read_class_index(class_index) if class_index else None)
+  if class_index:
+    raise DatasetError(f'class_index is for image folders; dataset {name!r} has its own classes')
   return TfdsDataset(name, data_dir)
+
+
+def read_class_index(spec: str) -> list[tuple[str, str]]:
+  """(folder name, description) of each class, class i on line i of the file `spec`: its first word is the name of
+  the class's folder, the rest of the line describes it. 'imagenet' is the file that ships with the zoo
+  (zoo/data/imagenet_classes.txt: `n01440764<TAB>tench, Tinca tinca` ..., the order of every ImageNet-1k
+  classifier), with which an image folder of ImageNet synset folders evaluates published weights."""
+  path = os.path.join(os.path.dirname(__file__), 'imagenet_classes.txt') if spec == IMAGENET else spec
+  try:
+    with open(path) as f:
+      lines = [line.split(None, 1) for line in f.read().splitlines()]
+  except (OSError, UnicodeDecodeError) as e:
+    raise DatasetError(f'cannot read the class index {spec}: {e}; want a text file, one class per line (its folder '
+                       f'name first), or {IMAGENET!r}') from None
+  if not lines or any(not words for words in lines):
+    raise DatasetError(f'class index {spec} has an empty line or none at all: want one class per line, its folder '
+                       'name first')
+  names = [words[0] for words in lines]
+  if len(set(names)) < len(names):
+    raise DatasetError(f'class index {spec} names a folder twice: {sorted({n for n in names if names.count(n) > 1})}')
+  return [(words[0], words[1] if len(words) > 1 else '') for words in lines]
 
 
 class TfdsDataset:
@@ -101,7 +127,7 @@ def check_policy(policy: str) -> None:
 class ImageFolder:
   """ROOT/<split>/<class>/<image> (module docstring)."""
 
-  def __init__(self, root: str | None):
+  def __init__(self, root: str | None, class_index: list[tuple[str, str]] | None = None):
     if not root or not os.path.isdir(root):
       raise DatasetError(f'image_folder needs --config.data_dir=ROOT with ROOT/<split>/<class>/<image>; '
                          f'{root!r} is not a directory')
@@ -114,9 +140,13 @@ class ImageFolder:
         folders = [c for c in os.listdir(os.path.join(root, split)) if os.path.isdir(os.path.join(root, split, c))]
         self.splits[split] = folders
         classes.update(folders)
-    self.classes = sorted(classes)
-    if not self.classes:
+    if not classes:
       raise DatasetError(f'image_folder {root} holds no ROOT/<split>/<class>/ folders')
+    self.classes = [name for name, _ in class_index] if class_index else sorted(classes)
+    unknown = sorted(classes - set(self.classes))
+    if unknown:
+      raise DatasetError(f'image_folder {root} has class folders that the class index does not list: '
+                         f'{", ".join(unknown[:5])}{" ..." if len(unknown) > 5 else ""}')
 
   @functools.cache
   def files(self, split: str) -> list[tuple[str, int]]:
@@ -125,8 +155,8 @@ class ImageFolder:
       raise DatasetError(f'image_folder {self.root} has no split {split!r}; splits: {sorted(self.splits)}')
     out = []
     for c in sorted(self.splits[split]):
-      folder = os.path.join(self.root, split, c)
-      out += [(os.path.join(folder, f), self.classes.index(c)) for f in sorted(os.listdir(folder))
+      folder, label = os.path.join(self.root, split, c), self.classes.index(c)
+      out += [(os.path.join(folder, f), label) for f in sorted(os.listdir(folder))
               if f.lower().endswith(IMAGE_SUFFIXES)]
     if not out:
       raise DatasetError(f'image_folder split {split!r} has no images ({", ".join(IMAGE_SUFFIXES)}) under '

@@ -102,7 +102,7 @@ class ClassificationTask(Task):
   @functools.cached_property
   def data(self):
     from zoo.data import sources
-    return sources.open_dataset(self.config.dataset, self.config.get('data_dir'))
+    return sources.open_dataset(self.config.dataset, self.config.get('data_dir'), self.config.get('class_index'))
 
   @functools.cached_property
   def num_classes(self) -> int:
