@@ -1,4 +1,5 @@
-"""Reads weight files into `{name: numpy array}` without torch: `.safetensors`, and torch's zip format (`.pth`).
+"""Reads weight files into `{name: numpy array}` without torch: `.safetensors`, and torch's files (`.pth`: the zip
+format, and the legacy format of torch before 1.6).
 
 A `.pth` is a pickle, and unpickling runs whatever code the file names. We unpickle with an allow-list that
 resolves only the few names that tensors and their containers need, to stand-ins of our own (numpy arrays for
@@ -8,6 +9,7 @@ import argparse
 import collections
 import os
 import pickle
+import struct
 import zipfile
 
 import ml_dtypes
@@ -71,13 +73,30 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
 
 
 def read_torch(path: str):
-  """The object that `torch.save` wrote to `path` (zip format), with tensors as numpy arrays; weights only."""
+  """The object that `torch.save` wrote to `path`, with tensors as numpy arrays; weights only. Reads the zip format
+  (torch.save since torch 1.6) and the legacy one before it (a sequence of pickles, then the raw storages)."""
   if not zipfile.is_zipfile(path):
     with open(path, 'rb') as f:
-      if f.read(4) == b'PK\x03\x04':  # a zip archive's start without its end
-        raise UserError(f'{path} is truncated or corrupt (a zip archive without its directory): fetch it again')
-    raise UserError(f'{path} is not in torch\'s zip format (torch.save since torch 1.6); older files cannot be read '
-                    'safely: load and re-save it with a recent torch, or convert it to .safetensors')
+      start = f.read(4)
+    if start == b'PK\x03\x04':  # a zip archive's start without its end
+      raise UserError(f'{path} is truncated or corrupt (a zip archive without its directory): fetch it again')
+    if start[:1] != b'\x80':  # every pickle of protocol 2 or above starts so
+      raise UserError(f'{path} is not a torch file: neither a zip archive nor a pickle')
+    return _unpickled(path, _read_legacy)
+  return _unpickled(path, _read_zip)
+
+
+def _unpickled(path: str, reader):
+  try:
+    return reader(path)
+  except _Refused as e:
+    raise UserError(f'refusing to load {path}: it references {e}, which is not tensor data (only weights are '
+                    'read from .pth files; nothing in the file was run)') from None
+  except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, IndexError, struct.error) as e:
+    raise UserError(f'cannot read {path} (truncated or corrupt?): {type(e).__name__}: {e}') from None
+
+
+def _read_zip(path: str):
   with zipfile.ZipFile(path) as archive:
     pickles = [n for n in archive.namelist() if n.endswith('/data.pkl') and n.count('/') == 1]
     if len(pickles) != 1:
@@ -86,14 +105,35 @@ def read_torch(path: str):
     names = set(archive.namelist())
     byteorder = archive.read(prefix + 'byteorder').decode() if prefix + 'byteorder' in names else 'little'
     with archive.open(pickles[0]) as f:
-      unpickler = _WeightsUnpickler(f, archive, prefix, '<' if byteorder == 'little' else '>')
-      try:
-        return unpickler.load()
-      except _Refused as e:
-        raise UserError(f'refusing to load {path}: it references {e}, which is not tensor data (only weights are '
-                        'read from .pth files; nothing in the file was run)') from None
-      except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, IndexError) as e:
-        raise UserError(f'cannot read {path}: {type(e).__name__}: {e}') from None
+      return _WeightsUnpickler(f, lambda key: archive.read(f'{prefix}data/{key}'),
+                               '<' if byteorder == 'little' else '>').load()
+
+
+LEGACY_MAGIC = 0x1950a86a20f9469cfc6c  # the first pickle of torch's legacy format
+
+
+def _read_legacy(path: str):
+  """torch's format before 1.6: pickles of the magic number, the format version and the system's info, the object
+  (its storages by key), the sorted list of storage keys, then each storage as an int64 element count and its bytes.
+  The object is unpickled twice: once to find where it ends (its tensors left unbuilt), then with the storages."""
+  with open(path, 'rb') as f:
+    header = _WeightsUnpickler(f, None, '<')
+    if header.load() != LEGACY_MAGIC:
+      raise UserError(f'{path} is a pickle but not a torch file (no torch magic number)')
+    header.load()  # the format version
+    info = header.load()
+    byteorder = '<' if not isinstance(info, dict) or info.get('little_endian', True) else '>'
+    start = f.tell()
+    skimmer = _WeightsUnpickler(f, None, byteorder, skim=True)
+    skimmer.load()
+    dtypes = skimmer.dtypes
+    keys = _WeightsUnpickler(f, None, byteorder).load()
+    data = {}
+    for key in keys:
+      (numel,) = struct.unpack(byteorder + 'q', f.read(8))
+      data[key] = f.read(numel * dtypes[key].itemsize)
+    f.seek(start)
+    return _WeightsUnpickler(f, data.__getitem__, byteorder).load()
 
 
 def select_state_dict(obj, key: str | None, path: str) -> dict[str, np.ndarray]:
@@ -152,7 +192,10 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
 
 
 class _WeightsUnpickler(pickle.Unpickler):
-  """Resolves only names that tensors, state dicts and timm's training checkpoints use; refuses every other."""
+  """Resolves only names that tensors, state dicts and timm's training checkpoints use; refuses every other.
+
+  `read(key)` gives the bytes of storage `key`. With `skim` nothing is built: tensors are None and only the storages'
+  dtypes are recorded (the legacy format's first pass)."""
 
   ALLOWED = {
       ('collections', 'OrderedDict'): collections.OrderedDict,
@@ -162,28 +205,32 @@ class _WeightsUnpickler(pickle.Unpickler):
       ('argparse', 'Namespace'): argparse.Namespace,
   }
 
-  def __init__(self, file, archive: zipfile.ZipFile, prefix: str, byteorder: str):
+  def __init__(self, file, read, byteorder: str, skim: bool = False):
     super().__init__(file)
-    self._archive, self._prefix, self._byteorder = archive, prefix, byteorder
-    self._storages = {}
+    self._read, self._byteorder, self._skim = read, byteorder, skim
+    self._storages, self.dtypes = {}, {}
 
   def find_class(self, module, name):
     if (module, name) in self.ALLOWED:
+      if self._skim and name.startswith('_rebuild'):
+        return lambda *args: None
       return self.ALLOWED[module, name]
     if module == 'torch' and name in _STORAGE_DTYPES:
       return np.dtype(_STORAGE_DTYPES[name])  # an instance, not callable: only usable as a storage's dtype
     raise _Refused(f'{module}.{name}')
 
   def persistent_load(self, pid):
-    """Storage records ('storage', dtype, key, location, numel) -> a 1-D array read from `<prefix>data/<key>`."""
-    if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == 'storage' and isinstance(pid[1], np.dtype)):
+    """Storage records ('storage', dtype, key, location, numel[, view]) -> a 1-D array of the storage's bytes."""
+    if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == 'storage' and isinstance(pid[1], np.dtype)
+            and (len(pid) == 5 or pid[5] is None)):
       raise pickle.UnpicklingError(f'unsupported persistent record {pid!r:.80}')
-    _, dtype, key, _, numel = pid
+    dtype, key, numel = pid[1], pid[2], int(pid[4])
+    self.dtypes[key] = dtype
+    if self._skim:
+      return None
     if key not in self._storages:
-      data = self._archive.read(f'{self._prefix}data/{key}')
-      if int(numel) * dtype.itemsize > len(data):
+      data = self._read(key)
+      if numel * dtype.itemsize > len(data):
         raise pickle.UnpicklingError(f'storage {key} holds {len(data)} bytes, not {numel} x {dtype}')
-      array = np.frombuffer(data, dtype.newbyteorder(self._byteorder), int(numel))
-      self._storages[key] = array.astype(dtype)
+      self._storages[key] = np.frombuffer(data, dtype.newbyteorder(self._byteorder), numel).astype(dtype)
     return self._storages[key]
-
