@@ -133,8 +133,15 @@ def test_unreadable_files(tmp_path):
   with pytest.raises(UserError, match="unknown weights format 'w.npz'"):
     load_weights(tmp_path / 'w.npz')
   (tmp_path / 'legacy.pth').write_bytes(pickle.dumps({'a': 1}))
-  with pytest.raises(UserError, match="not in torch's zip format"):
+  with pytest.raises(UserError, match='is a pickle but not a torch file'):
     load_weights(tmp_path / 'legacy.pth')
+  (tmp_path / 'text.pth').write_bytes(b'hello')
+  with pytest.raises(UserError, match='is not a torch file: neither a zip archive nor a pickle'):
+    load_weights(tmp_path / 'text.pth')
+  with open(os.path.join(ROOT, 'tests', 'fixtures', 'pnp', 'dncnn.pth'), 'rb') as f:  # torch's legacy format
+    (tmp_path / 'cut.pth').write_bytes(f.read()[:20000])
+  with pytest.raises(UserError, match=r'cannot read .*cut.pth \(truncated or corrupt\?\)'):
+    load_weights(tmp_path / 'cut.pth')
 
 
 @pytest.fixture(scope='module')

@@ -89,6 +89,8 @@ def read_torch(path: str):
 def _unpickled(path: str, reader):
   try:
     return reader(path)
+  except UserError:
+    raise
   except _Refused as e:
     raise UserError(f'refusing to load {path}: it references {e}, which is not tensor data (only weights are '
                     'read from .pth files; nothing in the file was run)') from None
