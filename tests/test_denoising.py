@@ -1,6 +1,7 @@
 """The denoising task, its config, the Lipschitz certificate and the plug-and-play project's script."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import scipy.io
 from PIL import Image
 
 from configs import denoiser
-from helpers import apply_overrides, run_cli
+from helpers import ROOT, apply_overrides, run_cli
 from zoo import trainer
 from zoo.errors import UserError
 from zoo.tasks.denoising import DenoisingTask
@@ -134,13 +135,20 @@ def fake_paper_data(root):
     os.makedirs(os.path.join(root, split))
     for i in range(count):
       Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(os.path.join(root, split, f'{i:02d}.png'))
+  # The released denoisers' names, holding the small files in their layout (tools/make_pnp_fixtures.py).
+  os.makedirs(os.path.join(root, 'pretrained'))
+  for kind, fixture in (('SimpleCNN', 'simplecnn'), ('RealSN_SimpleCNN', 'realsn_simplecnn'), ('DnCNN', 'dncnn')):
+    for sigma in (15, 40):
+      shutil.copy(os.path.join(ROOT, 'tests', 'fixtures', 'pnp', f'{fixture}.pth'),
+                  os.path.join(root, 'pretrained', f'{kind}_noise{sigma}.pth'))
 
 
 @pytest.mark.slow
 @pytest.mark.optimized
 def test_experiment_script_writes_table_and_plot(tmp_path, monkeypatch):
-  """The script on the paper's layout with tiny contents, found through $ZOO_PNP_DATA: every denoiser trained in its
-  workdir, every problem and solver run, results, table and plot written to --out."""
+  """The script on the paper's layout with tiny contents, found through $ZOO_PNP_DATA: every own denoiser trained in
+  its workdir, the released ones read from DATA/pretrained, every problem and solver run with each, results, table
+  and plot written to --out."""
   data = str(tmp_path / 'data')
   fake_paper_data(data)
   monkeypatch.setenv('ZOO_PNP_DATA', data)
@@ -150,10 +158,11 @@ def test_experiment_script_writes_table_and_plot(tmp_path, monkeypatch):
                            devices=1)
   assert code == 0, err[-3000:]
   results = json.loads((tmp_path / 'out' / 'results.json').read_text())
-  assert len(results['csmri']) == 2 * 3 * 3 * 2 and len(results['poisson']) == 3 * 2
+  assert len(results['csmri']) == 2 * 3 * 6 * 2 and len(results['poisson']) == 6 * 2
   assert all(len(r['residual']) == 4 and len(r['psnr_history']) == 4 for r in results['csmri'])
   text = (tmp_path / 'out' / 'table.md').read_text()
   assert '| CS-MRI 30% | Brain | random |' in text and '| RealSN, sigma 40 |' in text and text in out
+  assert '| released DnCNN, sigma 15 |' in text and 'released RealSN-SimpleCNN |' in text
   assert (tmp_path / 'out' / 'residuals.png').stat().st_size > 10_000
   assert {d.name for d in (tmp_path / 'w').iterdir() if d.is_dir()} == {
       f'simplecnn-{sn}-{s}' for sn in ('none', 'standard', 'real') for s in (15, 40)}
