@@ -131,7 +131,7 @@ def fake_paper_data(root):
   clean = rng.integers(0, 256, (64, 64), dtype=np.uint8)
   scipy.io.savemat(os.path.join(root, 'Demo_mat', 'poisson_demo.mat'),
                    {'clean': clean, 'noisy': rng.poisson(clean / 255.0).astype(np.uint8), 'peak': 1.0, 'maxval': 255.0})
-  for split, count in (('train', 4), ('Set12', 2)):
+  for split, count in (('train', 4), ('Set12', 2), ('Set68', 2)):
     os.makedirs(os.path.join(root, split))
     for i in range(count):
       Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(os.path.join(root, split, f'{i:02d}.png'))
@@ -199,3 +199,23 @@ def test_eval_covers_each_held_out_image_once():
   out = np.clip(np.asarray(task.model.apply(variables, b['noisy'][:3])), 0, 1)
   direct = np.mean([10 * np.log10(1 / np.mean((o - c) ** 2)) for o, c in zip(out, b['clean'][:3])])
   assert metrics['psnr'] == pytest.approx(direct, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_denoising_table_of_the_released_denoisers(tmp_path):
+  """projects/pnp/denoising.py on the fake layout: a row per released file at its sigma, Set12 and BSD68 PSNR as
+  computed directly, DnCNN-S's published figures beside the sigma-15 rows and none at 40."""
+  from projects.pnp import denoising
+  from zoo.convert import pnp_denoisers
+  from zoo.inverse import paper_data, trained
+  data = str(tmp_path / 'data')
+  fake_paper_data(data)
+  code, out, err = run_cli('-m projects.pnp.denoising', f'--data_dir={data}', f'--out={tmp_path / "rows.json"}',
+                           devices=1)
+  assert code == 0, err[-3000:]
+  rows = {(r['denoiser'], r['sigma']): r for r in json.loads((tmp_path / 'rows.json').read_text())}
+  assert len(rows) == 6
+  model, variables, _ = pnp_denoisers.load(os.path.join(data, 'pretrained', 'DnCNN_noise15.pth'))
+  direct = denoising.evaluate(trained.as_function(model, variables), paper_data.load_images(data, 'Set68'), 15)
+  assert rows[('released DnCNN (5 layers, BN)', 15)]['BSD68'] == pytest.approx(direct, abs=1e-4)
+  assert '| released DnCNN (5 layers, BN) | 15 |' in out and '| 32.86 | 31.73 |' in out and '| 40 |' in out
