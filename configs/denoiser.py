@@ -2,8 +2,8 @@
 
 NET is dncnn or simplecnn, SN is none, standard or real (zoo/models/spectral_norm.py), SIGMA is the noise level in
 /255 units (5, 15, 40 as the paper; any positive number works) or 'blind' (sigma drawn from U(0, 55)/255 per patch).
-The paper's recipe (Ryu et al., ICML 2019, after DnCNN): 40x40 patches, batch 128, Adam 1e-3 divided by 10 half
-way, no weight decay, no EMA.
+The paper's recipe (Ryu et al., ICML 2019, after DnCNN): 40x40 patches at stride 10 of the training images at
+scales 1, 0.9, 0.8 and 0.7, batch 128, 50 epochs, Adam 1e-3 divided by 10 half way, no weight decay, no EMA.
 
 The default data ships offline (scikit-image's photographs, zoo/data/natural_images.py); the paper's BSD400 / Set12
 (github.com/uclaopt/Provable_Plug_and_Play) are `--config.dataset=pnp --config.data_dir=DIR --config.eval_split=Set12`.
@@ -37,7 +37,9 @@ def get_config(arg: str = 'simplecnn-real-15'):
   c.data_dir = ml_collections.FieldReference(None, field_type=str)
   c.train_split = 'train'
   c.eval_split = 'test'
-  c.input = ml_collections.ConfigDict(dict(patch_size=40, patch_stride=10, eval_image_size=256))
+  # The DnCNN training data the paper reuses: 40x40 patches at stride 10 of the images at 4 scales (bicubic).
+  c.input = ml_collections.ConfigDict(dict(patch_size=40, patch_stride=10, patch_scales=(1.0, 0.9, 0.8, 0.7),
+                                           eval_image_size=256))
   c.noise = ml_collections.ConfigDict(dict(sigma=sigma, blind_max=55.0, eval_sigma=25.0 if sigma == 0 else 0.0))
 
   # No EMA: the trained weights are evaluated, with the power-iteration vectors that belong to them.

@@ -219,3 +219,19 @@ def test_denoising_table_of_the_released_denoisers(tmp_path):
   direct = denoising.evaluate(trained.as_function(model, variables), paper_data.load_images(data, 'Set68'), 15)
   assert rows[('released DnCNN (5 layers, BN)', 15)]['BSD68'] == pytest.approx(direct, abs=1e-4)
   assert '| released DnCNN (5 layers, BN) | 15 |' in out and '| 32.86 | 31.73 |' in out and '| 40 |' in out
+
+
+def test_patches_at_the_papers_four_scales():
+  """DnCNN's training set as the paper reuses it: a 180x180 image gives 225 + 169 + 121 + 81 = 596 patches of 40 at
+  stride 10 over scales 1, 0.9, 0.8, 0.7 (BSD400: 238,400); scale 1 is the image's own pixels, the others its bicubic
+  resize."""
+  import cv2
+  from zoo.data import natural_images
+  image = np.random.default_rng(0).random((180, 180)).astype(np.float32)
+  out = natural_images.patches([image], 40, 10, (1.0, 0.9, 0.8, 0.7))
+  assert out.shape == (596, 40, 40, 1) and out.dtype == np.uint8
+  pixels = np.round(image * 255).astype(np.uint8)
+  assert np.array_equal(out[16, :, :, 0], pixels[10:50, 10:50])
+  assert np.array_equal(out[225, :, :, 0], cv2.resize(pixels, (162, 162), interpolation=cv2.INTER_CUBIC)[:40, :40])
+  assert len(natural_images.patches([image], 40, 10)) == 225
+  assert denoiser.get_config('simplecnn-real-15').input.patch_scales == (1.0, 0.9, 0.8, 0.7)

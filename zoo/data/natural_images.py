@@ -5,6 +5,7 @@ plug-and-play paper's own sets (BSD400 train, Set12, Set68) read from a director
 `data_dir` laid out as the paper's repository, github.com/uclaopt/Provable_Plug_and_Play (zoo/inverse/paper_data.py):
 split 'train' is BSD400, 'Set12' and 'Set68' are the test sets.
 """
+import cv2
 import numpy as np
 import skimage.color
 import skimage.data
@@ -45,17 +46,23 @@ def load(dataset: str, split: str, data_dir: str | None = None) -> list[np.ndarr
   raise DatasetError(f'Unknown denoising dataset {dataset!r}; valid: {", ".join(DATASETS)}')
 
 
-def patches(images: list[np.ndarray], size: int, stride: int) -> np.ndarray:
-  """All size x size patches at `stride` of every image, as uint8 [N, size, size, 1] (DnCNN's training set)."""
+def patches(images: list[np.ndarray], size: int, stride: int, scales=(1.0,)) -> np.ndarray:
+  """All size x size patches at `stride` of every image at each of `scales`, as uint8 [N, size, size, 1] (DnCNN's
+  training set). A scale below 1 first resizes the uint8 image to int(side * scale) bicubically (OpenCV), as the
+  DnCNN training data that the plug-and-play paper reuses does: scales (1, 0.9, 0.8, 0.7) turn BSD400's 400 180x180
+  images into 238,400 patches of 40 at stride 10, where one scale gives 90,000."""
   out = []
   for image in images:
-    h, w = image.shape
-    for top in range(0, h - size + 1, stride):
-      for left in range(0, w - size + 1, stride):
-        out.append(image[top:top + size, left:left + size])
+    pixels = np.round(np.asarray(image) * 255.0).astype(np.uint8)
+    for scale in scales:
+      h, w = int(pixels.shape[0] * scale), int(pixels.shape[1] * scale)
+      scaled = pixels if scale == 1 else cv2.resize(pixels, (w, h), interpolation=cv2.INTER_CUBIC)
+      for top in range(0, h - size + 1, stride):
+        for left in range(0, w - size + 1, stride):
+          out.append(scaled[top:top + size, left:left + size])
   if not out:
     raise DatasetError(f'no {size}x{size} patch fits in the training images')
-  return np.round(np.stack(out)[..., None] * 255.0).astype(np.uint8)
+  return np.stack(out)[..., None]
 
 
 def center_crop(image: np.ndarray, size: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Gaussian denoising: a registered denoiser (dncnn, simplecnn) learns D(noisy) = clean on natural-image patches.
 
-Training reads size x size patches of the training images (uint8, flipped and rotated by stateless seeds) and adds
+Training reads size x size patches of the training images at `input.patch_scales` (uint8, flipped and rotated by
+stateless seeds) and adds
 noise on the device: N(0, sigma^2) with sigma = `noise.sigma`/255, or, for a blind denoiser (`noise.sigma=0`), a
 sigma drawn per patch from U(0, `noise.blind_max`/255). The loss is the mean squared error of D(noisy) against the
 clean patch. Evaluation denoises the held-out images (never trained on), centre-cropped to `input.eval_image_size`,
@@ -44,7 +45,7 @@ class DenoisingTask(ArrayTask):
     """uint8 [N, size, size, 1]: the patches of the training images."""
     c = self.config
     train = natural_images.load(c.dataset, c.train_split, c.get('data_dir'))
-    return natural_images.patches(train, c.input.patch_size, c.input.patch_stride)
+    return natural_images.patches(train, c.input.patch_size, c.input.patch_stride, c.input.get('patch_scales', (1.0,)))
 
   @functools.cached_property
   def eval_images(self):
