@@ -13,10 +13,10 @@ Reported, for the checkpoint's weights in evaluation mode:
 and whether each condition holds: certified by the bound, or only at the tested images.
 The whole report is printed as one JSON line at the end.
 """
+import functools
 import json
 import sys
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,43 +26,45 @@ from zoo import cli
 from zoo.errors import UserError
 
 
-def _power_iteration(apply, apply_t, shape, iterations: int, *operands, seed: int = 0) -> float:
-  """Largest singular value of the linear map v -> apply(v, *operands), given with its transpose, from a random
-  start. The operands are arguments of the compiled loop, not constants that XLA would try to fold."""
-  @jax.jit
-  def run(v0, *operands):
-    def body(v, _):
-      w = apply_t(apply(v, *operands), *operands)
-      return w / jnp.linalg.norm(w), None
-    v, _ = jax.lax.scan(body, v0 / jnp.linalg.norm(v0), None, length=iterations)
-    return jnp.linalg.norm(apply(v, *operands))
-  return float(run(jax.random.normal(jax.random.key(seed), shape), *operands))
+def _iterate(apply, apply_t, v0, iterations: int):
+  """Largest singular value of the linear map `apply` (with its transpose `apply_t`) by `iterations` power
+  iterations from v0; traced inside the caller's jit."""
+  def body(v, _):
+    w = apply_t(apply(v))
+    return w / jnp.linalg.norm(w), None
+  v, _ = jax.lax.scan(body, v0 / jnp.linalg.norm(v0), None, length=iterations)
+  return jnp.linalg.norm(apply(v))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _conv_norm(kernel, image_size: int, iterations: int):
+  # Compiled once per kernel shape: a DnCNN's 15 inner layers share one program.
+  shape = (1, image_size, image_size, kernel.shape[2])
+
+  def conv(v):
+    return jax.lax.conv_general_dilated(v, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  conv_t = jax.linear_transpose(conv, jax.ShapeDtypeStruct(shape, kernel.dtype))
+  return _iterate(conv, lambda u: conv_t(u)[0], jax.random.normal(jax.random.key(0), shape, kernel.dtype),
+                  iterations)
 
 
 def conv_norm(kernel, image_size: int, iterations: int) -> float:
   """Operator norm of the bias-free 'SAME' stride-1 convolution with `kernel` on image_size^2 images."""
-  conv = nn.Conv(kernel.shape[-1], kernel.shape[:2], padding='SAME', use_bias=False)
-  shape = (1, image_size, image_size, kernel.shape[2])
-
-  def apply(v, k):
-    return conv.apply({'params': {'kernel': k}}, v)
-
-  def apply_t(u, k):
-    return jax.vjp(lambda v: apply(v, k), jnp.zeros(shape))[1](u)[0]
-  return _power_iteration(apply, apply_t, shape, iterations, kernel)
+  return float(_conv_norm(jnp.asarray(kernel, jnp.float32), image_size, iterations))
 
 
-def jacobian_norm(model, variables, x, iterations: int) -> float:
-  """||J_N(x)||_2 of the residual network N at one image x [H, W], by power iteration on J^T J (jvp, vjp)."""
-  def residual(z, variables):
-    return model.apply(variables, z[None, :, :, None], train=False, method=model.residual)[0, :, :, 0]
-
-  def apply(v, x, variables):
-    return jax.jvp(lambda z: residual(z, variables), (x,), (v,))[1]
-
-  def apply_t(u, x, variables):
-    return jax.vjp(lambda z: residual(z, variables), x)[1](u)[0]
-  return _power_iteration(apply, apply_t, x.shape, iterations, x, variables)
+def jacobian_norms(model, variables, images, iterations: int) -> list[float]:
+  """||J_N(x)||_2 of the residual network N at each image x of `images` [K, H, W], by power iteration on J^T J
+  (jvp, vjp), the K images in one compiled, vmapped program."""
+  @jax.jit
+  def run(images, variables):
+    def one(x):
+      def residual(z):
+        return model.apply(variables, z[None, :, :, None], train=False, method=model.residual)[0, :, :, 0]
+      return _iterate(lambda v: jax.jvp(residual, (x,), (v,))[1], lambda u: jax.vjp(residual, x)[1](u)[0],
+                      jax.random.normal(jax.random.key(0), x.shape), iterations)
+    return jax.vmap(one)(images)
+  return [float(n) for n in run(jnp.asarray(images, jnp.float32), variables)]
 
 
 def layer_report(model, variables, image_size: int, iterations: int) -> list[dict]:
@@ -91,11 +93,12 @@ def certify(model, variables, config: dict, image_size: int, iterations: int, nu
   bound = float(np.prod([row['norm'] for row in layers]))
   images = natural_images.load(config['dataset'], config['eval_split'], config.get('data_dir'))[:num_images]
   rng = np.random.default_rng(0)
-  estimates = []
+  by_shape = {}  # noisy centre crops, grouped by shape (an image smaller than jacobian_size gives a smaller crop)
   for image in images:
     clean = natural_images.center_crop(image, min(jacobian_size, *image.shape))
-    noisy = jnp.asarray(clean + trained.noise_sigma(config) * rng.standard_normal(clean.shape), jnp.float32)
-    estimates.append(jacobian_norm(model, variables, noisy, jacobian_iterations))
+    by_shape.setdefault(clean.shape, []).append(clean + trained.noise_sigma(config) * rng.standard_normal(clean.shape))
+  estimates = [n for crops in by_shape.values()
+               for n in jacobian_norms(model, variables, np.stack(crops), jacobian_iterations)]
   estimate = max(estimates)
   return {
       'model': config['model'], 'spectral_norm': config['model_kwargs'].get('spectral_norm'),
