@@ -71,6 +71,9 @@ def test_only_the_zoos_info_records_pass():
   orbax_file = os.path.join(os.path.dirname(logging.__file__), 'site-packages', 'orbax', 'checkpoint_manager.py')
   assert keep.filter(record(zoo_file, logging.INFO)) and keep.filter(record(orbax_file, logging.WARNING))
   assert not keep.filter(record(orbax_file, logging.INFO)) and not keep.filter(record(orbax_file, logging.DEBUG))
+  project_file = os.path.join(ROOT, 'projects', 'pnp', 'experiment.py')  # run as python -m projects.pnp.experiment
+  assert not keep.filter(record(project_file, logging.INFO))
+  assert cli.ZooInfoOnly((os.path.join(ROOT, 'projects') + os.sep,)).filter(record(project_file, logging.INFO))
 
 
 BENCHMARK = ['--model=resnetrs50', '--image_size=32', '--batch_size=1', '--steps=1', '--warmup=0',

@@ -219,6 +219,7 @@ def test_denoising_table_of_the_released_denoisers(tmp_path):
   direct = denoising.evaluate(trained.as_function(model, variables), paper_data.load_images(data, 'Set68'), 15)
   assert rows[('released DnCNN (5 layers, BN)', 15)]['BSD68'] == pytest.approx(direct, abs=1e-4)
   assert '| released DnCNN (5 layers, BN) | 15 |' in out and '| 32.86 | 31.73 |' in out and '| 40 |' in out
+  assert 'evaluating released DnCNN (5 layers, BN) at sigma 15' in err  # the project's INFO lines reach the console
 
 
 def test_patches_at_the_papers_four_scales():

@@ -80,16 +80,33 @@ def json_object(text: str, flag: str) -> dict:
 
 
 class ZooInfoOnly(logging.Filter):
-  """Passes warnings and errors from anyone, and INFO and below only from the zoo's own modules."""
+  """Passes warnings and errors from anyone, and INFO and below only from the zoo's own modules and those under
+  `program_dirs` (the running program's package: a project of the repository run with `python -m`)."""
+
+  def __init__(self, program_dirs: tuple[str, ...] = ()):
+    super().__init__()
+    self.own = (ZOO_DIR, *program_dirs)
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or record.pathname.startswith(ZOO_DIR)
+    return record.levelno >= logging.WARNING or record.pathname.startswith(self.own)
+
+
+def program_package_dir() -> tuple[str, ...]:
+  """The folder of the top-level package of the running `__main__` (projects/ for `python -m projects.pnp.experiment`),
+  or nothing when it is no package's module (a console script, `python -c`)."""
+  path = getattr(sys.modules.get('__main__'), '__file__', None)
+  folder = os.path.dirname(os.path.abspath(path)) if path else None
+  if folder is None or not os.path.isfile(os.path.join(folder, '__init__.py')):
+    return ()
+  while os.path.isfile(os.path.join(os.path.dirname(folder), '__init__.py')):
+    folder = os.path.dirname(folder)
+  return (folder + os.sep,)
 
 
 def quiet_libraries() -> None:
   """Below `--verbosity=1`, other libraries' INFO records leave the console (absl's handler, on the root logger)."""
   if absl_logging.get_verbosity() < 1:
-    absl_logging.get_absl_handler().addFilter(ZooInfoOnly())
+    absl_logging.get_absl_handler().addFilter(ZooInfoOnly(program_package_dir()))
 
 
 def import_config_package(argv) -> None:
