@@ -8,7 +8,7 @@ from absl import logging
 from zoo import checkpoint, ema, finetune
 from zoo.errors import UserError
 from zoo.parallel import DataParallel, check_batch_size
-from zoo.registry import model_card
+from zoo.registry import held_classes
 from zoo.tasks import get_task
 from zoo.trainer import evaluate
 
@@ -16,10 +16,9 @@ from zoo.trainer import evaluate
 def check_classes(model: str, variables: dict, classes: int | None, source: str, init_from: str) -> None:
   """A classifier head of another size than the data's classes is one line, before anything compiles; `source`
   names the weights, `init_from` how a fine-tuning run starts from them."""
-  heads = model_card(model).classifier
-  if classes is None or not heads or heads[0] not in variables['params']:
+  held = held_classes(model, variables)
+  if classes is None or held is None:
     return
-  held = int(variables['params'][heads[0]]['bias'].shape[-1])
   if held != classes:
     raise UserError(f'{source} holds a {model} with {held} classes but the dataset has {classes}: map its folders to '
                     'the weights\' classes with a class index (--class_index=FILE, or =imagenet for ImageNet synset '

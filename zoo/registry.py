@@ -102,3 +102,12 @@ def create_model(name: str, **overrides) -> nn.Module:
 def model_card(name: str) -> ModelCard:
   """The card of the registered model `name` (an unknown name is a UserError naming close matches)."""
   return _lookup(name)[2]
+
+
+def held_classes(name: str, variables: dict) -> int | None:
+  """The outputs of the classifier head (the card's first) in `variables` of model `name`; None for a model without
+  one, or variables that lack it."""
+  heads = model_card(name).classifier
+  if not heads or heads[0] not in variables['params']:
+    return None
+  return int(variables['params'][heads[0]]['bias'].shape[-1])

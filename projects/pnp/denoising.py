@@ -19,6 +19,7 @@ from absl import flags, logging
 from projects import common
 from zoo import cli
 from zoo.errors import UserError
+from zoo.metrics import psnr
 
 SETS = {'Set12': 'Set12', 'BSD68': 'Set68'}
 DNCNN_S = {15: {'Set12': 32.86, 'BSD68': 31.73}, 25: {'Set12': 30.44, 'BSD68': 29.23},
@@ -31,7 +32,7 @@ def evaluate(denoise, images: list, sigma: float) -> float:
   for i, image in enumerate(images):
     noisy = image + np.random.default_rng(int(sigma) + i).normal(0, sigma / 255, image.shape)
     out = np.clip(np.asarray(denoise(noisy.astype(np.float32)), np.float64), 0, 1)
-    values.append(10 * np.log10(1 / np.mean((out - image) ** 2)))
+    values.append(float(psnr(out, image, axes=(-2, -1))))
   return float(np.mean(values))
 
 

@@ -8,7 +8,8 @@ PATH (a new directory; an existing one is refused) receives:
 - `variables.npz`: the weights evaluation uses (the EMA where the run kept one), one entry per variable named by
   its path ('params/stem/conv/kernel').
 - `timm.safetensors`: the same weights under timm's names and torch's layouts, for ResNet-RS and VOLO.
-- `export.json`: model, input size, classes, normalisation, and the model card's crop and resize filter.
+- `export.json`: model, input size, classes, normalisation, and the crop and resize filter the weights were evaluated
+  with.
 - `load.py`: loads the artifact with jax and numpy alone (zoo/commands/export_loader.py):
   `forward = runpy.run_path('PATH/load.py')['load']('PATH')`, then `logits = forward(images)`.
 """
@@ -42,7 +43,7 @@ def export(workdir: str, out: str, batch_polymorphic: bool, batch_size: int) -> 
   kwargs = dict(config['model_kwargs'])
   card = zoo.model_card(config['model'])
   # Training takes the class count from the dataset; the card names the classifier heads that it shapes.
-  kwargs.setdefault('num_classes', int(variables['params'][card.classifier[0]]['bias'].shape[-1]))
+  kwargs.setdefault('num_classes', zoo.registry.held_classes(config['model'], variables))
   model = zoo.create_model(config['model'], **kwargs)
   size, channels = config['input']['image_size'], config['input'].get('channels', 3)
   batch = jax.export.symbolic_shape('batch')[0] if batch_polymorphic else batch_size

@@ -62,7 +62,7 @@ def top_classes(source: str, images, top: int = 5, class_index: str | None = Non
     raise UserError(f'{weights.model} is no classifier')
   kwargs = {**weights.overrides, **(model_kwargs or {})}
   network, variables = registry.create_model(weights.model, **kwargs), pretrained.load(weights, **kwargs)
-  classes = int(variables['params'][registry.model_card(weights.model).classifier[0]]['bias'].shape[-1])
+  classes = registry.held_classes(weights.model, variables)
   spec = class_index or (sources.IMAGENET if classes == 1000 else None)
   names = sources.read_class_index(spec) if spec else [(str(i), '') for i in range(classes)]
   if len(names) != classes:

@@ -38,6 +38,7 @@ from absl import flags
 from zoo import cli
 from zoo.errors import UserError
 from zoo.inverse import mri
+from zoo.metrics import psnr
 
 SOLVERS = {'admm': 2.0, 'fbs': 0.4}  # the scripts' alpha: ADMM's data weight 1 / (2 alpha), FBS's step
 
@@ -67,8 +68,8 @@ def reconstruct(denoiser, image, mask, kspace_noise, solver: str = 'admm', alpha
     x, history = _fbs(denoiser, iterations, jnp.asarray(mask, jnp.float32), y, zero_filled, alpha, x_true)
   residual = np.asarray(history['residual'], np.float64)
   x = np.asarray(x, np.float64)
-  return {'x': x, 'psnr': _psnr(np.clip(x, 0.0, 1.0), image), 'snr_paper': _snr(x, image),
-          'zero_filled_psnr': _psnr(np.clip(np.abs(np.asarray(zero_filled)), 0.0, 1.0), image),
+  return {'x': x, 'psnr': float(psnr(np.clip(x, 0.0, 1.0), image, axes=(-2, -1))), 'snr_paper': _snr(x, image),
+          'zero_filled_psnr': float(psnr(jnp.clip(jnp.abs(zero_filled), 0.0, 1.0), image, axes=(-2, -1))),
           'psnr_history': np.asarray(history['psnr'], np.float64).tolist(), 'residual': residual.tolist(),
           'residual_ratio': _ratios(residual)}
 
@@ -76,8 +77,6 @@ def reconstruct(denoiser, image, mask, kspace_noise, solver: str = 'admm', alpha
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _fbs(denoiser, iterations, mask, y, x0, step, x_true):
   """The paper's FBS; history per iteration of the reported iterate (after the gradient step)."""
-  from zoo.metrics import psnr
-
   def body(carry, _):
     x, before = carry
     after = jnp.abs(x - step * mri.ifft2c(mask * (mri.fft2c(x) - y)))
@@ -93,10 +92,6 @@ def _ratios(residual) -> list:
   zero-filled image, already consistent with the samples, unchanged)."""
   floor = 1e-6 * float(np.max(residual))
   return [float(r / p) if p > floor else None for p, r in zip(residual[:-1], residual[1:])]
-
-
-def _psnr(x, reference) -> float:
-  return float(10 * np.log10(1.0 / np.mean((np.asarray(x, np.float64) - reference) ** 2)))
 
 
 def _snr(x, reference) -> float:
