@@ -67,8 +67,14 @@ def register_model(name: str, module_cls: type[nn.Module], card: ModelCard, **de
   _MODELS[name] = (module_cls, defaults, card)
 
 
+def _registered() -> dict:
+  """The registry, with every family of zoo.models registered (they register on import)."""
+  import zoo.models  # noqa: F401
+  return _MODELS
+
+
 def list_models() -> list[str]:
-  return sorted(_MODELS)
+  return sorted(_registered())
 
 
 def model_fields(name: str) -> list[str]:
@@ -78,7 +84,7 @@ def model_fields(name: str) -> list[str]:
 
 
 def _lookup(name: str):
-  if name not in _MODELS:
+  if name not in _registered():
     close = difflib.get_close_matches(name, _MODELS, n=3)
     hint = f' Did you mean {", ".join(close)}?' if close else ''
     raise UserError(f'Unknown model {name!r}.{hint} Available models: {", ".join(list_models())}')
