@@ -30,6 +30,16 @@ def config_of(name, tfds_dir):
   return fixtures.classification_config(tfds_dir) if name == 'classification_ema' else fixtures.denoiser_config()
 
 
+def test_a_bucket_workdir_stays_a_url(tmp_path, monkeypatch):
+  """gs://B/R (what a TPU slice's hosts share, docs/tpu.md) is kept as a URL for orbax and epath; a local workdir is
+  made absolute (os.path.abspath alone made gs://B/R the local folder ./gs:/B/R)."""
+  from zoo import checkpoint
+  assert checkpoint.checkpoint_dir('gs://bucket/runs/rs50') == 'gs://bucket/runs/rs50/checkpoints'
+  assert str(checkpoint.workdir_path('gs://bucket/runs/rs50') / 'config.json') == 'gs://bucket/runs/rs50/config.json'
+  monkeypatch.chdir(tmp_path)
+  assert checkpoint.checkpoint_dir('run') == os.path.join(str(tmp_path), 'run', 'checkpoints')
+
+
 def expected(name):
   with open(os.path.join(FIXTURES, name, 'expected.json')) as f:
     return dict(np.load(os.path.join(FIXTURES, name, 'expected.npz'))), json.load(f)

@@ -16,8 +16,14 @@ from zoo import ema
 from zoo.errors import UserError
 
 
+def workdir_path(workdir: str) -> epath.Path:
+  """The workdir as a path that local folders and buckets (gs://, what a TPU slice's hosts share) both take: a local
+  one absolute, as orbax needs, a URL as it is (os.path would make gs://b/r a local ./gs:/b/r)."""
+  return epath.Path(workdir if '://' in workdir else os.path.abspath(workdir))
+
+
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+  return str(workdir_path(workdir) / 'checkpoints')
 
 
 def manager(workdir: str, *, max_to_keep: int | None = 3, async_save: bool = True,
@@ -31,8 +37,7 @@ def manager(workdir: str, *, max_to_keep: int | None = 3, async_save: bool = Tru
 
 def write_config(workdir: str, config) -> None:
   """Writes the ml_collections `config` to <workdir>/config.json, replacing the last start's."""
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=1, sort_keys=True) + '\n')
+  (workdir_path(workdir) / 'config.json').write_text(config.to_json_best_effort(indent=1, sort_keys=True) + '\n')
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: dict, config: dict) -> None:
@@ -105,13 +110,13 @@ def restore_newest(mngr: ocp.CheckpointManager, workdir: str, target: dict,
 
 def _move_aside(workdir: str, step: int) -> str:
   """Moves checkpoint `step` to <workdir>/unreadable_checkpoints/<step>[.N] (a new name if that exists)."""
-  aside_root = os.path.join(os.path.abspath(workdir), 'unreadable_checkpoints')
-  os.makedirs(aside_root, exist_ok=True)
-  aside, n = os.path.join(aside_root, str(step)), 1
-  while os.path.exists(aside):
-    aside, n = os.path.join(aside_root, f'{step}.{n}'), n + 1
-  os.rename(os.path.join(checkpoint_dir(workdir), str(step)), aside)
-  return aside
+  aside_root = workdir_path(workdir) / 'unreadable_checkpoints'
+  aside_root.mkdir(parents=True, exist_ok=True)
+  aside, n = aside_root / str(step), 1
+  while aside.exists():
+    aside, n = aside_root / f'{step}.{n}', n + 1
+  (epath.Path(checkpoint_dir(workdir)) / str(step)).rename(aside)
+  return str(aside)
 
 
 def load_variables(workdir: str, task: str, step: int | None = None, train_hint: str = '') -> tuple[dict, dict]:
@@ -126,7 +131,7 @@ def load_inference_variables(workdir: str, task: str, step: int | None = None,
   """load_variables, and whether the variables are the EMA (zoo.ema.inference_variables)."""
   hint = f': train one there first ({train_hint})' if train_hint else ''
   missing = UserError(f'no checkpoints in {workdir}{hint}')
-  if not os.path.isdir(checkpoint_dir(workdir)):
+  if not epath.Path(checkpoint_dir(workdir)).is_dir():
     raise missing
   with manager(workdir, read_only=True) as mngr:
     step = mngr.latest_step() if step is None else step

@@ -236,6 +236,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
       raise UserError(rejected.message(num_steps, workdir))
     mngr.wait_until_finished()
     writer.close()
+    # The run's last line says it is done (zoo-launch tpu --watch reads it), also when it resumed at the last step.
+    logging.info('finished at step %d/%d', num_steps, num_steps)
     return eval_metrics
 
 
@@ -249,8 +251,7 @@ def train_unless_done(config, workdir: str, matched_keys=()) -> None:
   """Trains `config` in `workdir` (resuming) unless its latest checkpoint already reached config.num_train_steps:
   how the experiment scripts reuse what an earlier run trained. A workdir whose saved config differs from `config`
   at one of `matched_keys` (paths such as ('input', 'image_size')) is refused, not trained over."""
-  import os
-  if os.path.isdir(checkpoint.checkpoint_dir(workdir)):
+  if checkpoint.workdir_path(workdir).joinpath('checkpoints').is_dir():
     with checkpoint.manager(workdir, read_only=True) as mngr:
       latest = mngr.latest_step()
       stored = checkpoint.restore_config(mngr, latest) if latest is not None else None
