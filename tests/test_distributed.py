@@ -31,7 +31,8 @@ def test_a_single_process_joins_nothing(joins, monkeypatch):
 
 
 @pytest.mark.parametrize('var,launcher', [('SLURM_NTASKS', 'SLURM (srun)'),
-                                          ('OMPI_COMM_WORLD_SIZE', 'Open MPI (mpirun)')])
+                                          ('OMPI_COMM_WORLD_SIZE', 'Open MPI (mpirun)'),
+                                          ('ZOO_TPU_HOSTS', 'Cloud TPU (zoo-launch tpu)')])
 def test_a_launchers_environment_joins_the_run(joins, monkeypatch, caplog, var, launcher):
   """jax reads the coordinator, the count and the id from the launcher's environment itself: no argument given."""
   caplog.set_level('INFO', logger='absl')

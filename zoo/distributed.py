@@ -1,8 +1,9 @@
 """Joining the processes of a multi-host run: `jax.distributed.initialize` from flags or the cluster's environment.
 
 Every process runs the same command. One process per host is the usual layout (one GPU node each), but nothing
-here assumes it: the test runs two processes of two CPU devices each on 127.0.0.1. Multi-host TPU slices need none
-of this: JAX finds the other hosts of a slice itself.
+here assumes it: the test runs two processes of two CPU devices each on 127.0.0.1. On a TPU slice of several hosts
+`zoo-launch tpu` sets ZOO_TPU_HOSTS, and jax finds the slice's other hosts itself (from the VM's metadata); joining
+them through jax.distributed also gives the preemption sync service that zoo/faults.py asks on SIGTERM.
 """
 import os
 
@@ -11,7 +12,8 @@ from absl import logging
 from zoo.errors import UserError
 
 # Launchers whose environment jax.distributed.initialize() reads by itself: the variable that holds the process count.
-LAUNCHERS = {'SLURM (srun)': 'SLURM_NTASKS', 'Open MPI (mpirun)': 'OMPI_COMM_WORLD_SIZE'}
+LAUNCHERS = {'SLURM (srun)': 'SLURM_NTASKS', 'Open MPI (mpirun)': 'OMPI_COMM_WORLD_SIZE',
+             'Cloud TPU (zoo-launch tpu)': 'ZOO_TPU_HOSTS'}
 
 
 def _launcher() -> str | None:

@@ -1,4 +1,5 @@
-"""Launches a training job on a cluster in one command: `zoo-launch slurm [OPTIONS] -- TRAIN_ARGS`.
+"""Launches a training job on a cluster in one command: `zoo-launch slurm [OPTIONS] -- TRAIN_ARGS`, or on a Cloud
+TPU VM: `zoo-launch tpu create|run|status|logs|stop|delete` (zoo/commands/launch_tpu.py).
 
 `zoo-launch slurm --nodes=2 --gpus_per_node=8 --workdir=/shared/runs/rs50 -- --config=configs/resnet_rs.py:50-160`
 writes an sbatch script into the workdir (`WORKDIR/slurm/job-N.sbatch`, a new N each time: nothing is overwritten)
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 
+from zoo.commands import launch_tpu
 from zoo.errors import UserError
 
 TASKS = ('node', 'gpu')
@@ -44,11 +46,13 @@ def parse_args(argv):
   s.add_argument('--train', default=None, help='the zoo-train program the nodes run (default: the one installed '
                  'beside this Python)')
   s.add_argument('--dry_run', action='store_true', help='print the script and the command; submit nothing')
+  launch_tpu.add_parser(sub)
   split = argv.index('--') if '--' in argv else len(argv)
   args = p.parse_args(argv[:split])
   args.train_args = argv[split + 1:]
-  if not args.train_args:
-    raise UserError('give the training arguments after --: zoo-launch slurm --workdir=DIR ... -- --config=...')
+  if not args.train_args and (args.backend == 'slurm' or args.action == 'run'):
+    command = 'slurm --workdir=DIR' if args.backend == 'slurm' else 'tpu run --name=N --zone=Z --workdir=gs://B/R'
+    raise UserError(f'give the training arguments after --: zoo-launch {command} ... -- --config=...')
   return args
 
 
@@ -119,6 +123,8 @@ def launch_slurm(args) -> None:
 def main(argv=None):
   try:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.backend == 'tpu':
+      sys.exit(launch_tpu.main(args))
     launch_slurm(args)
   except UserError as e:
     sys.exit(f'error: {e}')
