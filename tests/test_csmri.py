@@ -85,6 +85,15 @@ def test_a_denoiser_of_another_noise_level_or_task_is_refused(tmp_path):
     csmri.load_denoiser(str(tmp_path / 'missing'), 15)
   with pytest.raises(UserError, match='is no denoiser of the plug-and-play paper'):
     csmri.load_denoiser(os.path.join(ROOT, 'tests', 'fixtures', 'timm', 'rs_d1111_w0125.pth'), 15)
+  # A zoo workdir (tools/make_checkpoint_fixtures.py's RealSN SimpleCNN, trained at sigma 25): its own noise level
+  # is read from its config; a classifier's workdir is another task.
+  workdir = os.path.join(ROOT, 'tests', 'fixtures', 'checkpoints', 'denoiser_realsn')
+  with pytest.raises(UserError, match=r'denoiser_realsn holds a denoiser trained at sigma 25, not --sigma=15: pass'):
+    csmri.load_denoiser(workdir, 15)
+  assert 'simplecnn' in csmri.load_denoiser(workdir, 25)[1]
+  with pytest.raises(UserError, match=r'classification_ema holds a classification checkpoint of resnetrs50, not '
+                                      r'denoising'):
+    csmri.load_denoiser(os.path.join(ROOT, 'tests', 'fixtures', 'checkpoints', 'classification_ema'), 15)
 
 
 @pytest.mark.slow
