@@ -155,7 +155,7 @@ def test_experiment_script_writes_table_and_plot(tmp_path, monkeypatch):
   overrides = {'batch_size': 8, 'model_kwargs.features': 4, 'input.eval_image_size': 64}
   code, out, err = run_cli('-m projects.pnp.experiment', f'--workdir={tmp_path / "w"}', '--train_steps=2',
                            '--iterations=4', f'--out={tmp_path / "out"}', f'--config_overrides={json.dumps(overrides)}',
-                           devices=1)
+                           '--certificate_iterations=20', '--jacobian_iterations=5', devices=1)
   assert code == 0, err[-3000:]
   results = json.loads((tmp_path / 'out' / 'results.json').read_text())
   assert len(results['csmri']) == 2 * 3 * 6 * 2 and len(results['poisson']) == 6 * 2

@@ -114,10 +114,11 @@ def denoisers(kinds, data_dir: str, workdir: str, released: str | None, train_st
 
 
 def experiments(data_dir: str, workdir: str, released: str | None, kinds, train_steps: int, iterations: int,
-                overrides: dict) -> dict:
+                overrides: dict, certificate: tuple[int, int] = (500, 100)) -> dict:
   """Every denoiser of `kinds` (own ones in WORKDIR/simplecnn-SN-SIGMA, trained for `train_steps` on the paper's
-  BSD400 when missing; released ones from `released`), its certificate, and every solver run on the paper's
-  problems in `data_dir`: the JSON of results.json."""
+  BSD400 when missing; released ones from `released`), its certificate (`certificate`: the power iterations per
+  layer norm and for the Jacobian's norm), and every solver run on the paper's problems in `data_dir`: the JSON of
+  results.json."""
   from zoo.inverse import csmri as paper_csmri
   from zoo.inverse import data_terms, lipschitz, paper_data, pnp, trained
   from zoo.metrics import psnr
@@ -134,7 +135,7 @@ def experiments(data_dir: str, workdir: str, released: str | None, kinds, train_
   results = {'denoisers': {}, 'csmri': [], 'poisson': []}
   for key, label, sigma, model, variables, config in denoisers(kinds, data_dir, workdir, released, train_steps,
                                                                overrides):
-    report = lipschitz.certify(model, variables, config, 40, 500, 3, 64, 100)
+    report = lipschitz.certify(model, variables, config, 40, certificate[0], 3, 64, certificate[1])
     results['denoisers'][key] = {
         'label': label, 'sigma': sigma, 'lipschitz_bound': report['lipschitz_bound'],
         'jacobian_norm_estimate': report['jacobian_norm_estimate'],
@@ -240,6 +241,10 @@ def define_flags():
   flags.DEFINE_string('released_dir', None, 'The paper\'s released denoisers (its Pretrained_models/: '
                       'TYPE_noiseSIGMA.pth); default DATA_DIR/pretrained or DATA_DIR/Pretrained_models.')
   flags.DEFINE_list('denoisers', list(KINDS), 'Which denoisers: own (trained here), released, or both.')
+  flags.DEFINE_integer('certificate_iterations', 500, 'Power iterations for each layer\'s operator norm in the '
+                       'certificate (on 40x40 inputs).')
+  flags.DEFINE_integer('jacobian_iterations', 100, 'Power iterations for the Jacobian norm estimate of I - D (on three '
+                       '64x64 noisy eval images).')
   flags.DEFINE_string('out', common.project_dir(__file__), 'Where results.json, table.md and residuals.png go.')
 
 
@@ -250,7 +255,8 @@ def main(argv):
       raise UserError(f'--denoisers must list some of {", ".join(KINDS)}, got {FLAGS.denoisers}')
     data_dir = common.pnp_data_dir(FLAGS.data_dir, required=True)
     results = experiments(data_dir, FLAGS.workdir, released_dir(FLAGS.released_dir, data_dir), FLAGS.denoisers,
-                          FLAGS.train_steps, FLAGS.iterations, common.overrides(FLAGS.config_overrides))
+                          FLAGS.train_steps, FLAGS.iterations, common.overrides(FLAGS.config_overrides),
+                          (FLAGS.certificate_iterations, FLAGS.jacobian_iterations))
     return results, table(results), lambda path: plot(results, path)
   common.conclude(argv, experiment, FLAGS.out, 'residuals.png')
 
