@@ -60,6 +60,7 @@ if verb == 'create':
   state['nodes'][name] = {'state': 'READY', 'acceleratorType': accelerator, 'workers': HOSTS[accelerator]}
   if group == 'queued-resources':
     state['queued'][name] = 'ACTIVE'
+  shutil.rmtree(os.path.join(FAKE, 'workers', name), ignore_errors=True)  # new VMs, new disks
   for k in range(HOSTS[accelerator]):
     os.makedirs(home(k))
   save()
@@ -77,9 +78,11 @@ elif verb == 'describe':
     if steps and steps[-1] >= preempt:
       vm_gone()
       node['state'], state['preempt_at_step'] = 'PREEMPTED', None
-      if name in state['queued']:
+      if name in state['queued']:  # a queued resource's node is deleted with its VMs
         state['queued'][name] = 'SUSPENDED'
+        del state['nodes'][name]
       save()
+      name in state['nodes'] or not_found()
   print(json.dumps({'name': name, 'state': node['state'], 'acceleratorType': node['acceleratorType'],
                     'networkEndpoints': [{'ipAddress': f'10.0.0.{k}'} for k in range(node['workers'])]}))
 elif verb == 'delete':
@@ -264,6 +267,25 @@ def test_run_watch_recreates_a_preempted_spot_tpu_and_resumes_to_the_end(checkou
   assert rc == 0 and out.startswith('SIGTERM received: stopped after step ')
   rc, out, _ = launch(checkout, cloud, 'delete', *NAME)
   assert rc == 0 and calls(cloud)[-1] == 'tpu-vm delete' and not (cloud / 'workers' / 'rs50').exists()
+
+
+@pytest.mark.slow
+def test_watch_recreates_a_suspended_queued_resource(checkout, cloud):
+  """A queued resource's preemption: its node gone, the queued resource SUSPENDED; the watch deletes it (--force),
+  queues it again and resumes to the end."""
+  (cloud / 'state.json').write_text(json.dumps({'nodes': {}, 'queued': {}, 'preempt_at_step': 1}))
+  rc, out, err = launch(checkout, cloud, 'run', *NAME, '--accelerator=v4-8', '--queued', '--watch',
+                        '--poll_seconds=0.2', '--workdir=gs://bucket/rs50', *TRAIN_ARGS)
+  assert rc == 0, err[-3000:]
+  lines = out.splitlines()
+  assert 'rs50: preempted (SUSPENDED); starting again (1/20)' in lines, out
+  assert lines[-1] == 'finished: step 60/60 on 1 worker(s) of rs50'
+  sequence = calls(cloud)
+  deleted = sequence.index('queued-resources delete')
+  assert sequence[deleted + 1] == 'queued-resources create' and sequence.count('queued-resources create') == 2
+  delete = [json.loads(line) for line in (cloud / 'calls.log').read_text().splitlines() if '"delete"' in line]
+  assert delete == [['compute', 'tpus', 'queued-resources', 'delete', 'rs50', '--force', '--quiet',
+                     '--zone=us-central2-b']]
 
 
 @pytest.mark.slow
