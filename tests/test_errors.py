@@ -1,11 +1,12 @@
 """Bad input fails before anything compiles, with one clear line: through the API, the console scripts (zoo-train,
 zoo-eval) and the root scripts that wrap them."""
 import os
+import shutil
 
 import pytest
 
 import zoo
-from tests.helpers import one_script_each, run_cli, tiny_config
+from tests.helpers import ROOT, one_script_each, run_cli, tiny_config
 from zoo import trainer
 from zoo.errors import UserError
 
@@ -64,12 +65,15 @@ def test_unknown_parallelism(tfds_dir, tmp_path):
 
 @pytest.mark.slow
 def test_workdir_of_another_model_is_not_resumed(tfds_dir, tmp_path):
-  trainer.train_and_evaluate(tiny_config(tfds_dir, num_train_steps=1), str(tmp_path))
-  c = tiny_config(tfds_dir, num_train_steps=2)
+  """A workdir that a run of the quickstart's ResNet-RS at width 0.125 wrote (the checkpoint fixture of
+  tools/make_checkpoint_fixtures.py, trained by the trainer: tests/test_checkpoint_fixtures.py resumes it) is not
+  resumed by a run of another width, and nothing in it is touched."""
+  shutil.copytree(os.path.join(ROOT, 'tests', 'fixtures', 'checkpoints', 'classification_ema'), tmp_path / 'w')
+  c = tiny_config(tfds_dir, num_train_steps=3)
   c.model_kwargs.width_multiplier = 0.25
   with pytest.raises(UserError, match='workdir holds checkpoints of model_kwargs='):
-    trainer.train_and_evaluate(c, str(tmp_path))
-  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']  # nothing of the user's was touched
+    trainer.train_and_evaluate(c, str(tmp_path / 'w'))
+  assert sorted(os.listdir(tmp_path / 'w' / 'checkpoints')) == ['2']  # nothing of the user's was touched
 
 
 @pytest.mark.slow
