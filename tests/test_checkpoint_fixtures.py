@@ -38,6 +38,7 @@ def test_a_bucket_workdir_stays_a_url(tmp_path, monkeypatch):
   assert str(checkpoint.workdir_path('gs://bucket/runs/rs50') / 'config.json') == 'gs://bucket/runs/rs50/config.json'
   monkeypatch.chdir(tmp_path)
   assert checkpoint.checkpoint_dir('run') == os.path.join(str(tmp_path), 'run', 'checkpoints')
+  assert checkpoint.checkpoint_dir(tmp_path / 'run') == os.path.join(str(tmp_path), 'run', 'checkpoints')
 
 
 def expected(name):

@@ -16,13 +16,14 @@ from zoo import ema
 from zoo.errors import UserError
 
 
-def workdir_path(workdir: str) -> epath.Path:
+def workdir_path(workdir: str | os.PathLike) -> epath.Path:
   """The workdir as a path that local folders and buckets (gs://, what a TPU slice's hosts share) both take: a local
   one absolute, as orbax needs, a URL as it is (os.path would make gs://b/r a local ./gs:/b/r)."""
+  workdir = os.fspath(workdir)
   return epath.Path(workdir if '://' in workdir else os.path.abspath(workdir))
 
 
-def checkpoint_dir(workdir: str) -> str:
+def checkpoint_dir(workdir: str | os.PathLike) -> str:
   return str(workdir_path(workdir) / 'checkpoints')
 
 
