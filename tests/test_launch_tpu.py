@@ -289,6 +289,17 @@ def test_watch_recreates_a_suspended_queued_resource(checkout, cloud):
 
 
 @pytest.mark.slow
+def test_watch_gives_up_after_max_recreations(checkout, cloud):
+  (cloud / 'state.json').write_text(json.dumps({'nodes': {}, 'queued': {}, 'preempt_at_step': 1}))
+  rc, _, err = launch(checkout, cloud, 'run', *NAME, '--accelerator=v4-8', '--spot', '--watch', '--max_recreations=0',
+                      '--poll_seconds=0.2', '--workdir=gs://bucket/rs50', *TRAIN_ARGS)
+  assert rc == 1 and err.strip().splitlines()[-1] == (
+      'error: rs50: preempted (PREEMPTED) once more than --max_recreations=0: gave up; the workdir holds the newest '
+      'checkpoint, run the same command to go on')
+  assert calls(cloud).count('tpu-vm create') == 1
+
+
+@pytest.mark.slow
 def test_a_worker_that_fails_stops_the_others_and_ends_the_watch(checkout, cloud):
   rc, out, err = launch(checkout, cloud, 'run', *NAME, '--accelerator=v4-16', '--queued', '--watch',
                         '--poll_seconds=0.2', '--workdir=gs://bucket/rs50', *TRAIN_ARGS, FAKE_FAIL_TRAIN='1',

@@ -187,14 +187,12 @@ def create(cloud: Cloud, args) -> None:
 
 
 def wait_ready(cloud: Cloud, poll_seconds: float) -> Tpu:
-  """Waits until the TPU's node is READY (a queued resource first waits for capacity)."""
+  """Waits until the TPU's node is READY (a queued resource first waits for capacity), or preempted."""
   shown = None
   while True:
     tpu = cloud.describe()
-    if tpu.state == 'READY':
+    if tpu.state == 'READY' or tpu.preempted:
       return tpu
-    if tpu.preempted:
-      raise UserError(f'{cloud.args.name} is {tpu.state} while waiting for it to be ready')
     if tpu.state != shown:
       print(f'{cloud.args.name}: {tpu.state}', flush=True)
       shown = tpu.state
@@ -360,7 +358,10 @@ def run(cloud: Cloud, args) -> int:
     if tpu.state == 'GONE' or args.dry_run and args.accelerator:
       create(cloud, args)
     if not args.dry_run:
-      workers = wait_ready(cloud, args.poll_seconds).workers or workers
+      ready = wait_ready(cloud, args.poll_seconds)
+      if ready.preempted:
+        raise UserError(f'{args.name} is {ready.state} before the run started: run the same command again')
+      workers = ready.workers or workers
     start(cloud, args, workers, folder)
     if not args.watch or args.dry_run:
       return 0
@@ -387,8 +388,10 @@ def watch(cloud: Cloud, args, workers: int, folder: str) -> int:
       if tpu.state != 'GONE':
         remove(cloud, args, tpu)
       create(cloud, args)
-      workers = wait_ready(cloud, args.poll_seconds).workers or workers
-      start(cloud, args, workers, folder)
+      ready = wait_ready(cloud, args.poll_seconds)
+      if not ready.preempted:  # else the next look recreates it again
+        workers = ready.workers or workers
+        start(cloud, args, workers, folder)
       continue
     if tpu.state != 'READY':
       continue
