@@ -4,8 +4,16 @@ event-file writer and summary protos (the `tensorboard` package needs numpy and 
 The files are `events.out.tfevents.*` in the workdir, as TensorBoard and its EventAccumulator read them. Scalars are
 written as the scalar plugin's rank-0 tensors (what `tf.summary.scalar` writes in TF2); the hyperparameters as one
 hparams-plugin session summary. The writer queues events and writes them from a thread; `flush` waits for them.
+
+TensorBoard's writer reaches files through `tensorboard.compat.tf`: TensorFlow when it is installed, else its own
+stub. Importing TensorFlow (and with it Keras and matplotlib) cost each training command about 3-4 s on this 2-core
+CPU, for local files the stub writes alike; so a local logdir takes the stub (TensorBoard's own switch: a module
+named `tensorboard.compat.notf`), and a bucket (gs://) keeps TensorFlow's file system.
 """
+import os
+import sys
 import time
+import types
 
 from tensorboard.compat.proto import event_pb2
 from tensorboard.plugins.hparams import summary_v2 as hparams_summary
@@ -18,6 +26,8 @@ class EventWriter:
   multi-host run, whose metrics are the same global values) it writes nothing."""
 
   def __init__(self, logdir: str, active: bool = True):
+    if '://' not in os.fspath(logdir):
+      sys.modules.setdefault('tensorboard.compat.notf', types.ModuleType('tensorboard.compat.notf'))
     self._writer = EventFileWriter(logdir) if active else None
 
   def _write(self, step: int, summary) -> None:
