@@ -7,8 +7,6 @@ which live beside the BatchNorm statistics in 'batch_stats', are copied from the
 to the trained kernels, and an average of unit vectors is no unit vector (sigma = <u, A v> on it would understate
 the norm, so the normalised layer would not be target-Lipschitz).
 """
-import functools
-
 import jax
 import jax.numpy as jnp
 import optax
@@ -24,8 +22,14 @@ def decay_at(decay: float, step):
 def start(params, batch_stats) -> tuple:
   """(ema_params, ema_batch_stats) equal to the weights, in buffers of their own (donation must not see one array
   twice)."""
-  copy = functools.partial(jax.tree.map, jnp.array)
-  return copy(params), copy(batch_stats)
+  return _copied((params, batch_stats))
+
+
+@jax.jit
+def _copied(tree):
+  """Every leaf copied, in one compiled function: leaf by leaf, each shape compiled a copy of its own (82 of them,
+  1.4 s, at the start of the tests' ResNet-RS runs)."""
+  return jax.tree.map(jnp.copy, tree)
 
 
 def update(ema_params, ema_batch_stats, params, batch_stats, decay) -> tuple:

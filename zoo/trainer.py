@@ -195,6 +195,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     # step just queued.
     late = not one_in_flight if config.late_verdict is None else config.late_verdict
     rejected = faults.NonFiniteSteps(config.max_nonfinite_steps, late)
+    learning_rate = jax.jit(schedule)  # for the log: one compile, not one per operation of the schedule
     with faults.PreemptionNotice() as preemption:
       for step in range(start + 1, num_steps + 1):
         state, metrics, finite = train_fn(state, next(batches), rng)
@@ -208,7 +209,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
           profiled.after(step, state)
         if step % config.log_every_steps == 0 or step == num_steps:
           rate = (step - step0) / (time.perf_counter() - t0)
-          report_train(writer, step, num_steps, _merge(pending), float(schedule(step - 1)), rate,
+          report_train(writer, step, num_steps, _merge(pending), float(learning_rate(step - 1)), rate,
                        config.batch_size, rejected.total)
           pending, t0, step0 = [], time.perf_counter(), step
         if step % config.eval_every_steps == 0 or step == num_steps:
