@@ -7,6 +7,7 @@ own scripts (install once per VM, detached start, status, SIGTERM) really run; o
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -168,11 +169,13 @@ def cloud(tmp_path):
   return fake
 
 
+def fake_env(cloud, **env) -> dict:
+  return {**os.environ, 'PATH': f'{cloud}:{os.environ["PATH"]}', 'FAKE_CLOUD': str(cloud),
+          'FAKE_BUCKET': str(cloud / 'bucket'), 'FAKE_STEPS': '60', **env}
+
+
 def launch(checkout, cloud, *args, timeout=120, **env):
-  environ = dict(os.environ, PATH=f'{cloud}:{os.environ["PATH"]}', FAKE_CLOUD=str(cloud),
-                 FAKE_BUCKET=str(cloud / 'bucket'), FAKE_STEPS='60')
-  environ.update(env)
-  proc = subprocess.run([console_script('zoo-launch'), 'tpu', *args], cwd=checkout, env=environ,
+  proc = subprocess.run([console_script('zoo-launch'), 'tpu', *args], cwd=checkout, env=fake_env(cloud, **env),
                         capture_output=True, text=True, timeout=timeout)
   return proc.returncode, proc.stdout, proc.stderr
 
@@ -259,10 +262,19 @@ def test_run_watch_recreates_a_preempted_spot_tpu_and_resumes_to_the_end(checkou
   lines = out.splitlines()
   assert rc == 0 and lines[0] == 'rs50: READY, 2 worker(s)', out
   assert lines[1].startswith('worker 0: running, step ') and '| step ' in lines[1]
+  # `run --watch` again (its terminal was closed, say) watches the run that is going; `stop` ends both.
+  watcher = subprocess.Popen([console_script('zoo-launch'), 'tpu', 'run', *NAME, '--accelerator=v4-16', '--spot',
+                              '--watch', '--poll_seconds=0.2', '--workdir=gs://bucket/rs50', *TRAIN_ARGS],
+                             cwd=checkout, env=fake_env(cloud), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+  assert watcher.stdout.readline() == 'a run is going on every worker of rs50: watching it\n'
   rc, out, _ = launch(checkout, cloud, 'stop', *NAME)
   assert rc == 0 and out.splitlines() == ['worker 0: told to stop: it checkpoints, then exits',
                                           'worker 1: told to stop: it checkpoints, then exits']
   assert last_log_line(cloud, 1).startswith('SIGTERM received: stopped after step ')
+  out, err = watcher.communicate(timeout=60)
+  assert watcher.returncode == 0 and re.fullmatch(
+      r'the run on rs50 was stopped at step \d+/100000; run the same command to go on', out.strip()), out + err
   rc, out, _ = launch(checkout, cloud, 'logs', *NAME, '--worker=1', '--lines=1')
   assert rc == 0 and out.startswith('SIGTERM received: stopped after step ')
   rc, out, _ = launch(checkout, cloud, 'delete', *NAME)

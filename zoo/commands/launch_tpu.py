@@ -362,7 +362,12 @@ def run(cloud: Cloud, args) -> int:
       if ready.preempted:
         raise UserError(f'{args.name} is {ready.state} before the run started: run the same command again')
       workers = ready.workers or workers
-    start(cloud, args, workers, folder)
+    existed = tpu.state != 'GONE' and not args.dry_run
+    if args.watch and existed and all(w.state == 'running' for w in workers_status(cloud, workers)):
+      # The watch of a run already going (its terminal closed, say): watch it rather than start another.
+      print(f'a run is going on every worker of {args.name}: watching it', flush=True)
+    else:
+      start(cloud, args, workers, folder)
     if not args.watch or args.dry_run:
       return 0
     return watch(cloud, args, workers, folder)
