@@ -23,10 +23,10 @@ quickstart: $(VENV)/.installed
 	$(VENV)/bin/zoo-eval --config=configs/quickstart.py --workdir=$(WORKDIR)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -n 2 --durations=15 tests
+	$(PY) -m pytest -n 2 --dist worksteal --durations=15 tests
 
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -n 2 -m "not slow" tests
+	$(PY) -m pytest -n 2 --dist worksteal -m "not slow" tests
 
 clean-quickstart:
 	rm -rf $(WORKDIR)
