@@ -27,6 +27,11 @@ def checkpoint_dir(workdir: str | os.PathLike) -> str:
   return str(workdir_path(workdir) / 'checkpoints')
 
 
+def has_checkpoints(workdir: str | os.PathLike) -> bool:
+  """Whether `workdir` has a checkpoints folder (local or in a bucket)."""
+  return epath.Path(checkpoint_dir(workdir)).is_dir()
+
+
 def manager(workdir: str, *, max_to_keep: int | None = 3, async_save: bool = True,
             read_only: bool = False) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=async_save,
@@ -132,7 +137,7 @@ def load_inference_variables(workdir: str, task: str, step: int | None = None,
   """load_variables, and whether the variables are the EMA (zoo.ema.inference_variables)."""
   hint = f': train one there first ({train_hint})' if train_hint else ''
   missing = UserError(f'no checkpoints in {workdir}{hint}')
-  if not epath.Path(checkpoint_dir(workdir)).is_dir():
+  if not has_checkpoints(workdir):
     raise missing
   with manager(workdir, read_only=True) as mngr:
     step = mngr.latest_step() if step is None else step

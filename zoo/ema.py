@@ -4,8 +4,8 @@ ResNet-RS recipe keeps), and which weights a checkpoint offers for inference.
 The EMA is optional: a run with `ema_decay=0` keeps none, so its train state and checkpoints hold the weights once.
 It averages the params and the BatchNorm statistics. RealSN's power-iteration vectors u, v
 (zoo/models/spectral_norm.py), which live beside the BatchNorm statistics in 'batch_stats', are copied from the
-trained state instead: they belong to the trained kernels, and an average of unit vectors is no unit vector (sigma = <u, A v> on it would understate
-the norm, so the normalised layer would not be target-Lipschitz).
+trained state instead: they belong to the trained kernels, and an average of unit vectors is no unit vector
+(sigma = <u, A v> on it would understate the norm, so the normalised layer would not be target-Lipschitz).
 """
 import jax
 import jax.numpy as jnp

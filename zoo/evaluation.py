@@ -50,7 +50,7 @@ def evaluate_pretrained(source: str, dataset: str, data_dir: str | None, split: 
 def evaluate_checkpoint(config, workdir: str, *, use_ema: bool = True, image_size: int | None = None,
                         step: int | None = None) -> dict:
   """Returns the eval metrics of `workdir`'s checkpoint at `step` (default: the latest), plus 'step'."""
-  if not checkpoint.workdir_path(workdir).joinpath('checkpoints').is_dir():
+  if not checkpoint.has_checkpoints(workdir):
     raise UserError(f'no checkpoints in {workdir}: train there first (train.py) or convert weights '
                     '(python -m zoo.convert)')
   dp = DataParallel(config.parallelism)

@@ -252,7 +252,7 @@ def train_unless_done(config, workdir: str, matched_keys=()) -> None:
   """Trains `config` in `workdir` (resuming) unless its latest checkpoint already reached config.num_train_steps:
   how the experiment scripts reuse what an earlier run trained. A workdir whose saved config differs from `config`
   at one of `matched_keys` (paths such as ('input', 'image_size')) is refused, not trained over."""
-  if checkpoint.workdir_path(workdir).joinpath('checkpoints').is_dir():
+  if checkpoint.has_checkpoints(workdir):
     with checkpoint.manager(workdir, read_only=True) as mngr:
       latest = mngr.latest_step()
       stored = checkpoint.restore_config(mngr, latest) if latest is not None else None
