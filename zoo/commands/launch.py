@@ -62,10 +62,7 @@ def check(args) -> None:
                     f'{args.gpus_per_node}, {args.grace}')
   if args.tasks == 'gpu' and args.gpus_per_node < 1:
     raise UserError('--tasks=gpu starts one process per GPU: give --gpus_per_node')
-  if any(a.startswith('--workdir') for a in args.train_args):
-    raise UserError('give the workdir once, as zoo-launch\'s --workdir (it is passed to zoo-train)')
-  if not any(a == '--config' or a.startswith('--config=') for a in args.train_args):
-    raise UserError('the training arguments after -- need --config=..., as zoo-train takes them')
+  launch_tpu.check_train_args(args.train_args)
 
 
 def sbatch_script(args, train: str, output: str) -> str:

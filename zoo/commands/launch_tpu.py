@@ -199,11 +199,16 @@ def wait_ready(cloud: Cloud, poll_seconds: float) -> Tpu:
     time.sleep(poll_seconds)
 
 
-def check_run(args) -> None:
-  if not any(a == '--config' or a.startswith('--config=') for a in args.train_args):
+def check_train_args(train_args: list[str]) -> None:
+  """The zoo-train arguments after `--` of either launcher: a --config, and no --workdir of their own."""
+  if not any(a == '--config' or a.startswith('--config=') for a in train_args):
     raise UserError('the training arguments after -- need --config=..., as zoo-train takes them')
-  if any(a.startswith('--workdir') for a in args.train_args):
+  if any(a.startswith('--workdir') for a in train_args):
     raise UserError('give the workdir once, as zoo-launch\'s --workdir (it is passed to zoo-train)')
+
+
+def check_run(args) -> None:
+  check_train_args(args.train_args)
   if args.watch and not args.accelerator:
     raise UserError('--watch recreates the TPU after a preemption: give the options it is created with '
                     '(--accelerator=..., and --spot / --reserved / --queued as at create)')
