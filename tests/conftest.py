@@ -22,6 +22,10 @@ os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 # One persistent compilation cache per test session for every train.py the tests start: the many runs of the same
 # tiny training step compile once (the SIGTERM / SIGKILL test: 116 s -> 48 s).
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='zoo-tests-jax-cache-'))
+# Every compilation, not only those over jax's default second: a command recompiles the same small functions (its
+# eval step, the copies of its state) in every run, and a driver that trains several models in one process (the PnP
+# experiment: 6 denoisers, the same steps at two noise levels) recompiles them for each.
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 # Where each test process leaves its peak memory for the summary (pytest_terminal_summary).
 os.environ.setdefault('ZOO_TEST_PEAKS_DIR', tempfile.mkdtemp(prefix='zoo-tests-peaks-'))
 
@@ -54,19 +58,15 @@ def fresh_jax_caches():
 
 
 @pytest.fixture(autouse=True)
-def compile_options(request, monkeypatch):
+def compile_options(request):
   """A test marked `optimized` (a long training, parity at a tight tolerance) compiles with XLA's optimisations on,
-  and so do the commands it starts. Executables compiled under the other setting are dropped before and after."""
+  and so do the commands it starts (tests/helpers.optimized)."""
   if request.node.get_closest_marker('optimized') is None:
     yield
     return
-  monkeypatch.setenv('JAX_DISABLE_MOST_OPTIMIZATIONS', '0')
-  before = jax.config.read('jax_disable_most_optimizations')
-  jax.clear_caches()
-  jax.config.update('jax_disable_most_optimizations', False)
-  yield
-  jax.config.update('jax_disable_most_optimizations', before)
-  jax.clear_caches()
+  from tests.helpers import optimized
+  with optimized():
+    yield
 
 
 def pytest_report_header(config):

@@ -1,4 +1,5 @@
 """Shared pieces of the tests: small configs that train in seconds."""
+import contextlib
 import functools
 import os
 import socket
@@ -59,13 +60,37 @@ def console_script(name: str) -> str:
   return path
 
 
+@contextlib.contextmanager
+def optimized():
+  """Compiles with XLA's optimisations on inside (tests/conftest.py turns most of them off), in this process and in
+  the commands started from it. Executables compiled under the other setting are dropped before and after."""
+  before, variable = jax.config.read('jax_disable_most_optimizations'), os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS']
+  jax.clear_caches()
+  jax.config.update('jax_disable_most_optimizations', False)
+  os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = '0'
+  try:
+    yield
+  finally:
+    jax.config.update('jax_disable_most_optimizations', before)
+    os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = variable
+    jax.clear_caches()
+
+
+def xla_flags(devices: int) -> str:
+  """The tests' XLA_FLAGS (tests/conftest.py: the fast CPU flags and the older fusion emitter, quicker to compile)
+  with `devices` host devices."""
+  count = '--xla_force_host_platform_device_count'
+  return ' '.join([f for f in os.environ.get('XLA_FLAGS', '').split() if not f.startswith(count)]
+                  + [f'{count}={devices}'])
+
+
 def run_cli(script, *args, devices=None, timeout=600, env=None):
   """Runs a command of the repo in a subprocess from the repository root: a console script ('zoo-train'), a root
-  script ('train.py') or anything else Python runs ('-m zoo.convert', '-c CODE'). `devices` host devices replace
-  XLA_FLAGS; `env` replaces the environment. Returns (returncode, stdout, stderr)."""
+  script ('train.py') or anything else Python runs ('-m zoo.convert', '-c CODE'). `devices`: the tests' XLA_FLAGS with
+  that many host devices (xla_flags); `env` replaces the environment. Returns (returncode, stdout, stderr)."""
   env = dict(os.environ if env is None else env)
   if devices is not None:
-    env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+    env['XLA_FLAGS'] = xla_flags(devices)
   command = [console_script(script)] if script.startswith('zoo-') else [sys.executable, *script.split()]
   proc = subprocess.run(command + list(args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
   return proc.returncode, proc.stdout, proc.stderr
@@ -95,10 +120,12 @@ def one_script_each(scripts, cases):
   return [(scripts[i % len(scripts)], *case) for i, case in enumerate(cases)]
 
 
-def load_params(workdir, step=None, key='params'):
+def load_state(workdir, step=None) -> dict:
+  """The whole state saved at `step` (the latest when None) in `workdir`: read once and compare its parts, as one
+  restore costs about half a second whatever the model's size."""
   from zoo import checkpoint
   with checkpoint.manager(workdir, read_only=True) as mngr:
-    return checkpoint.restore_state(mngr, step if step is not None else mngr.latest_step())[key]
+    return checkpoint.restore_state(mngr, step if step is not None else mngr.latest_step())
 
 
 def logged_scalars(workdir, tag) -> dict:
@@ -133,7 +160,7 @@ def start_training(tfds_dir, workdir, logs, processes=1):
   """Starts one train.py per log in `logs` (`processes` of them, 4 devices in all), with the commands' default
   console (TF_CPP_MIN_LOG_LEVEL unset); stderr is appended to the logs. Returns the Popen objects."""
   assert len(logs) == processes
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={4 // processes}')
+  env = dict(os.environ, XLA_FLAGS=xla_flags(4 // processes))
   env.pop('TF_CPP_MIN_LOG_LEVEL', None)
   command = [sys.executable, 'train.py', '--config=configs/quickstart.py', f'--workdir={workdir}',
              f'--config.data_dir={tfds_dir}', '--config.batch_size=32', f'--config.num_train_steps={STEPS}',
@@ -164,4 +191,5 @@ def steps_logged(log) -> int:
 
 
 def final_state(workdir) -> dict:
-  return {k: load_params(workdir, STEPS, key=k) for k in STATE_KEYS}
+  state = load_state(workdir, STEPS)
+  return {k: state[k] for k in STATE_KEYS}

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.helpers import (ROOT, STATE_KEYS, STEPS, final_state, load_params, max_abs_diff, start_training,
-                           steps_logged, tiny_config, wait_all)
+from tests.helpers import (ROOT, STATE_KEYS, STEPS, final_state, load_state, max_abs_diff, start_training,
+                           steps_logged, tiny_config, wait_all, xla_flags)
 from zoo import faults, trainer
 from zoo.errors import UserError
 from zoo.parallel import DataParallel
@@ -134,9 +134,10 @@ def test_non_finite_steps_in_a_row_stop_the_run_with_the_last_good_state_saved(t
   assert max(int(n) for n in os.listdir(f'{workdir}/checkpoints')) == saved  # no step ran after it
   # The saved state is the one before the streak: every rejected step left it as it was.
   assert first >= 2  # the first step, from the initial weights, has finite gradients
+  last_saved, before = load_state(workdir, saved), load_state(workdir, first - 1)
   for key in STATE_KEYS:
-    assert max_abs_diff(load_params(workdir, saved, key), load_params(workdir, first - 1, key)) == 0.0, key
-  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(load_params(workdir, saved)))
+    assert max_abs_diff(last_saved[key], before[key]) == 0.0, key
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(last_saved['params']))
 
 
 @pytest.mark.slow
@@ -148,8 +149,9 @@ def test_a_streak_that_reaches_the_limit_at_the_last_step_fails_the_run(tfds_dir
   with pytest.raises(UserError, match=r'^training stopped: 3 steps in a row \(steps 2-4\) had a non-finite loss or '
                                       rf'gradients, .* The last good state is checkpoint 4 in {workdir}\. '):
     trainer.train_and_evaluate(tiny_config(tfds_dir, num_train_steps=4, late_verdict=late, **DIVERGING), workdir)
+  last_saved, before = load_state(workdir, 4), load_state(workdir, 1)
   for key in STATE_KEYS:
-    assert max_abs_diff(load_params(workdir, 4, key), load_params(workdir, 1, key)) == 0.0, key
+    assert max_abs_diff(last_saved[key], before[key]) == 0.0, key
 
 
 @pytest.mark.parametrize('late', [False, True])
@@ -180,7 +182,7 @@ def test_out_of_memory_names_the_batch_the_model_and_what_to_change(tfds_dir, tm
   """A real allocation failure: the tiny model's training step at batch 512 of 320x320 images asks XLA:CPU for
   10,057,158,248 bytes (measured: the number its error names), beyond the 4 GiB left under the limit. train.py ends
   with one line that names the model and the batch and says what to change."""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1', MALLOC_ARENA_MAX='2')
+  env = dict(os.environ, XLA_FLAGS=xla_flags(1), MALLOC_ARENA_MAX='2')
   proc = subprocess.run(
       [sys.executable, '-c', LIMITED_TRAIN_PY, '--config=configs/quickstart.py', f'--workdir={tmp_path}',
        f'--config.data_dir={tfds_dir}', '--config.batch_size=512', '--config.input.image_size=320',

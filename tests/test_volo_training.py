@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 
 import zoo
 from configs import volo as volo_config
-from tests.helpers import apply_overrides, load_params, logged_scalars, run_cli
+from tests.helpers import apply_overrides, load_state, logged_scalars, run_cli
 from zoo import finetune, trainer
 from zoo.data import pipeline
 from zoo.errors import DatasetError, UserError
@@ -346,8 +346,9 @@ def test_init_from_fine_tunes_at_a_higher_resolution_through_train_py(tfds_dir, 
                        devices=2)
   assert rc == 0, err[-3000:]
   assert 'pos_embed resized from (1, 2, 2, 24) to (1, 3, 3, 24)' in err
-  ema, raw = load_params(source, key='ema_params'), load_params(source)
-  tuned = load_params(target)
+  source_state = load_state(source)
+  ema, raw = source_state['ema_params'], source_state['params']
+  tuned = load_state(target)['params']
   np.testing.assert_allclose(tuned['pos_embed'], jax.image.resize(ema['pos_embed'], (1, 3, 3, 24), 'bicubic'),
                              atol=1e-6)
   rest = [k for k in tuned if k != 'pos_embed']

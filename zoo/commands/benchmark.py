@@ -58,12 +58,18 @@ def family_config(model: str, image_size: int | None):
     raise UserError(str(e)) from None
 
 
-def matmul_peak(dtype, devices, repeats: int = 5) -> float:
+@functools.cache
+def matmul_peak(dtype, devices: tuple, repeats: int = 5) -> float:
   """FLOP/s of an n x n matmul in `dtype` on every device at once (median of `repeats` calls): the peak that the
-  model's FLOP/s is compared with. n is 2048 on CPU and 8192 on accelerators, where a smaller product is too short
-  to fill the chip (n=2048 measured 80-107 TFLOP/s in bfloat16 on an H200, whose products reach about 790)."""
+  model's FLOP/s is compared with, measured once per process (`--all` compares every model with the same peak). n is
+  8192 on accelerators, where a smaller product is too short to fill the chip (n=2048 measured 80-107 TFLOP/s in
+  bfloat16 on an H200, whose products reach about 790). On CPU, where the host devices share the cores, the devices'
+  products together are one 2048 x 2048 product (n = 1024 on 8 devices; docs/benchmark.md)."""
   import jax
-  n = 2048 if devices[0].platform == 'cpu' else 8192
+  if devices[0].platform == 'cpu':
+    n = int(2048 / len(devices) ** (1 / 3)) // 128 * 128
+  else:
+    n = 8192
   x = jax.pmap(lambda k: jax.random.normal(k, (n, n), dtype), devices=devices)(
       jax.random.split(jax.random.key(0), len(devices)))
   product = jax.pmap(lambda a: a @ a, devices=devices)
@@ -180,7 +186,7 @@ def measure(model: str, image_size: int | None, batch_size: int, mode: str, dtyp
     args = advance(out, args)
   step_s = statistics.median(times)
   flops_per_image = flops / per_device if flops else None
-  peak = matmul_peak(jax.numpy.dtype(dtype), dp.local_devices)
+  peak = matmul_peak(jax.numpy.dtype(dtype), tuple(dp.local_devices))
   rate = batch_size / step_s
   memory = dp.local_devices[0].memory_stats() or {}
   return {
