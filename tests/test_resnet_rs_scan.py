@@ -12,8 +12,8 @@ from tests.helpers import init_variables
 import zoo
 from tests.test_resnet_rs import perturbed
 
-# Parity at rtol 1e-5 of logits in the hundreds, and the memory XLA's optimised buffer assignment gives.
-pytestmark = pytest.mark.optimized
+# Parity at rtol 1e-5 of logits in the hundreds (compiled without XLA's optimisations, the scanned model's logits
+# differ by up to 5e-4), and the memory XLA's optimised buffer assignment gives: those tests are marked `optimized`.
 
 REDUCED = dict(stage_depths=(1, 3, 2, 1), width_multiplier=0.25, num_classes=10)
 
@@ -55,6 +55,7 @@ def test_registry_accepts_scan_blocks():
 
 
 @pytest.mark.slow
+@pytest.mark.optimized
 def test_init_gives_identical_variables(initial, images):
   _, scanned = models()
   b = init_variables(scanned, 0, images)
@@ -65,12 +66,14 @@ def test_init_gives_identical_variables(initial, images):
 
 
 @pytest.mark.slow
+@pytest.mark.optimized
 def test_eval_logits_agree(variables, images):
   unrolled, scanned = models()
   assert_trees_close(jax.jit(unrolled.apply)(variables, images), jax.jit(scanned.apply)(variables, images))
 
 
 @pytest.mark.slow
+@pytest.mark.optimized
 def test_train_logits_and_batch_stats_agree(variables, images):
   unrolled, scanned = models(dropout_rate=0.0, stochastic_depth_rate=0.0)
   logits_u, upd_u = jax.jit(train_apply, static_argnums=0)(unrolled, variables, images, jax.random.key(3))
@@ -94,15 +97,18 @@ def loss_gradient(model):
 
 @pytest.mark.slow
 def test_gradients_agree_scanned_or_not_with_remat_or_not(variables, images):
-  """`remat=True` recomputes each block in the backward pass: the same gradients as without, unrolled and scanned."""
+  """`remat=True` recomputes each block in the backward pass: the same gradients as without, unrolled and scanned.
+  Compiled without XLA's optimisations (in half the time), where they agree to 1e-4 of each array's largest entry
+  (optimised, to 1e-5; a block recomputed wrong, or a scan that mixed up its blocks, is off by far more)."""
   grads = [loss_gradient(model)(variables['params'], variables['batch_stats'], images)
            for remat in (False, True) for model in models(dropout_rate=0.0, stochastic_depth_rate=0.0, remat=remat)]
   for g in grads[1:]:
-    assert_trees_close(grads[0], g)
+    assert_trees_close(grads[0], g, rtol=1e-4)
   assert float(jnp.abs(grads[1]['stage2_block2']['conv2']['conv']['kernel']).max()) > 0
 
 
 @pytest.mark.slow
+@pytest.mark.optimized
 def test_stochastic_depth_is_deterministic_per_rng(variables, images):
   _, scanned = models(dropout_rate=0.0, stochastic_depth_rate=0.5)
   run = jax.jit(train_apply, static_argnums=0)
@@ -115,6 +121,7 @@ def test_stochastic_depth_is_deterministic_per_rng(variables, images):
 
 
 @pytest.mark.slow
+@pytest.mark.optimized
 @pytest.mark.parametrize('kernel,padding', [(3, ((1, 1), (1, 1))), (3, ((0, 2), (2, 0))), (1, 'SAME'), (3, 'VALID')])
 def test_loop_friendly_conv_has_the_gradients_of_lax(kernel, padding):
   from zoo.models.layers import NHWC, loop_friendly_conv
@@ -130,6 +137,7 @@ def test_loop_friendly_conv_has_the_gradients_of_lax(kernel, padding):
 
 
 @pytest.mark.slow
+@pytest.mark.optimized
 def test_remat_under_scan_cuts_the_steps_memory():
   """Memory, from XLA's buffer assignment of the compiled gradient of a (3, 3, 3, 3) member at 128x128, batch 8
   (compiled from shapes, not run): scanned, 64.5 MiB of temporaries with remat against 99.7 without (2026-12-05,

@@ -29,13 +29,13 @@ def converge_power_iteration(model, variables, patch_size: int, iterations: int)
   probe = jnp.zeros((1, patch_size, patch_size, 1))
 
   @jax.jit
-  def run(stats):
+  def run(variables):  # the weights an argument, not constants of the program
     def step(stats, _):
       _, updates = model.apply({**variables, 'batch_stats': stats}, probe, train=True, mutable=['batch_stats'])
       keep = lambda path, old, new: new if path[-1].key in ('u', 'v') else old  # noqa: E731
       return jax.tree_util.tree_map_with_path(keep, stats, updates['batch_stats']), None
-    return jax.lax.scan(step, stats, None, length=iterations)[0]
-  return {**variables, 'batch_stats': jax.device_get(run(variables['batch_stats']))}
+    return jax.lax.scan(step, variables['batch_stats'], None, length=iterations)[0]
+  return {**variables, 'batch_stats': jax.device_get(run(variables))}
 
 
 def as_function(model, variables):
