@@ -268,7 +268,7 @@ def test_eval_cli_reads_ema_or_raw_weights_at_any_resolution(tfds_dir, pmap_run,
 @pytest.mark.slow
 def test_profile_on_request_writes_a_trace(tfds_dir, tmp_path):
   import glob
-  trainer.train_and_evaluate(tiny_config(tfds_dir, num_train_steps=16, profile=True), str(tmp_path))
+  trainer.train_and_evaluate(tiny_config(tfds_dir, num_train_steps=10, profile=True), str(tmp_path))
   assert glob.glob(f'{tmp_path}/plugins/profile/*/*.xplane.pb')
 
 
