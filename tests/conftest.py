@@ -69,22 +69,6 @@ def compile_options(request):
     yield
 
 
-# The modules of the longest tests (each 35-70 s on 2 cores: the quickstart, two hosts, the plug-and-play and PD-Net
-# drivers, FaceGuard's training, SIGKILL / SIGTERM), moved to the front of the collection in this order, each kept
-# whole. pytest-xdist's worksteal gives each worker a contiguous half and an idle worker steals from the end of the
-# other's queue, so a long test near the end can leave one worker alone while the other runs it; at the front they
-# start first, and the queues end with short tests.
-LONGEST_FIRST = ('test_trainer.py', 'test_multihost.py', 'test_denoising.py', 'test_faceguard.py',
-                 'test_pdnet_experiment.py', 'test_faults.py')
-
-
-def pytest_collection_modifyitems(items):
-  def rank(item):
-    name = item.path.name
-    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-  items.sort(key=rank)  # stable: the order within each module, and of the other modules, is kept
-
-
 def pytest_report_header(config):
   return f'jax {jax.__version__}, {jax.device_count()} devices'
 
