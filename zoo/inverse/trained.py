@@ -4,6 +4,7 @@ import jax.numpy as jnp
 
 import zoo
 from zoo import checkpoint
+from zoo.models.spectral_norm import VECTORS
 
 
 def load(workdir: str, step: int | None = None, power_iterations: int = 0):
@@ -26,7 +27,7 @@ def converge_power_iteration(model, variables, patch_size: int, iterations: int)
   steps here) and the layer slightly exceeds its target. Iterating on the final weights removes that; the weights
   and BatchNorm statistics stay as trained. A network without such vectors is returned as it is.
   """
-  if not any(path[-1].key in ('u', 'v') for path, _ in
+  if not any(path[-1].key in VECTORS for path, _ in
              jax.tree_util.tree_leaves_with_path(variables.get('batch_stats', {}))):
     return variables
   probe = jnp.zeros((1, patch_size, patch_size, 1))
@@ -35,7 +36,7 @@ def converge_power_iteration(model, variables, patch_size: int, iterations: int)
   def run(variables):  # the weights an argument, not constants of the program
     def step(stats, _):
       _, updates = model.apply({**variables, 'batch_stats': stats}, probe, train=True, mutable=['batch_stats'])
-      keep = lambda path, old, new: new if path[-1].key in ('u', 'v') else old  # noqa: E731
+      keep = lambda path, old, new: new if path[-1].key in VECTORS else old  # noqa: E731
       return jax.tree_util.tree_map_with_path(keep, stats, updates['batch_stats']), None
     return jax.lax.scan(step, variables['batch_stats'], None, length=iterations)[0]
   return {**variables, 'batch_stats': jax.device_get(run(variables))}
