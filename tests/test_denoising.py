@@ -147,25 +147,29 @@ def fake_paper_data(root):
 @pytest.mark.optimized
 def test_experiment_script_writes_table_and_plot(tmp_path, monkeypatch):
   """The script on the paper's layout with tiny contents, found through $ZOO_PNP_DATA: every own denoiser trained in
-  its workdir, the released ones read from DATA/pretrained, every problem and solver run with each, results, table
-  and plot written to --out."""
+  its workdir (with --own_dncnn the RealSN-DnCNN too: 4 layers here, 2 of them with BN), the released ones read from
+  DATA/pretrained, every problem and solver run with each, results, table and plot written to --out."""
   data = str(tmp_path / 'data')
   fake_paper_data(data)
   monkeypatch.setenv('ZOO_PNP_DATA', data)
-  overrides = {'batch_size': 8, 'model_kwargs.features': 4, 'input.eval_image_size': 64}
+  overrides = {'batch_size': 8, 'model_kwargs.features': 4, 'model_kwargs.depth': 4, 'input.eval_image_size': 64}
   code, out, err = run_cli('-m projects.pnp.experiment', f'--workdir={tmp_path / "w"}', '--train_steps=2',
                            '--iterations=4', f'--out={tmp_path / "out"}', f'--config_overrides={json.dumps(overrides)}',
-                           '--certificate_iterations=20', '--jacobian_iterations=5', devices=1)
+                           '--certificate_iterations=20', '--jacobian_iterations=5', '--own_dncnn', devices=1)
   assert code == 0, err[-3000:]
   results = json.loads((tmp_path / 'out' / 'results.json').read_text())
-  assert len(results['csmri']) == 2 * 3 * 6 * 2 and len(results['poisson']) == 6 * 2
+  assert len(results['csmri']) == 2 * 3 * 7 * 2 and len(results['poisson']) == 7 * 2
+  dncnn = results['denoisers']['dncnn-real-15']
+  assert dncnn['label'] == 'RealSN-DnCNN' and len(dncnn['layer_norms']) == 4 + 2  # 4 convolutions, 2 BatchNorms
   assert all(len(r['residual']) == 4 and len(r['psnr_history']) == 4 for r in results['csmri'])
   text = (tmp_path / 'out' / 'table.md').read_text()
   assert '| CS-MRI 30% | Brain | random |' in text and '| RealSN, sigma 40 |' in text and text in out
   assert '| released DnCNN, sigma 15 |' in text and 'released RealSN-SimpleCNN |' in text
+  assert '| RealSN-DnCNN, sigma 40 |' in text and '| RealSN | RealSN-DnCNN | released SimpleCNN |' in text
   assert (tmp_path / 'out' / 'residuals.png').stat().st_size > 10_000
   assert {d.name for d in (tmp_path / 'w').iterdir() if d.is_dir()} == {
-      f'simplecnn-{sn}-{s}' for sn in ('none', 'standard', 'real') for s in (15, 40)}
+      f'{net}-{s}' for net in ('simplecnn-none', 'simplecnn-standard', 'simplecnn-real', 'dncnn-real')
+      for s in (15, 40)}
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ Ryu et al., "Plug-and-Play Methods Provably Converge with Properly Trained Denoi
 PnP-ADMM / PnP-FBS converge with a denoiser whose residual I - D is Lipschitz with a small enough constant, which
 real spectral normalisation (RealSN) of every convolution enforces. This script:
 1. trains SimpleCNN denoisers at sigma 15 and 40 without SN, with standard SN and with RealSN on the paper's BSD400
-   patches (configs/denoiser.py; a workdir that already holds the final checkpoint is reused), reads the paper's
+   patches, with --own_dncnn also a RealSN-DnCNN (configs/denoiser.py; a workdir that already holds the final
+   checkpoint is reused, one that holds part of the run resumes), reads the paper's
    released denoisers (SimpleCNN, RealSN-SimpleCNN, DnCNN; zoo.convert.pnp_denoisers) from --released_dir, and
    certifies each (zoo/inverse/lipschitz.py);
 2. runs compressed-sensing MRI (Brain and Bust, the paper's random / radial / Cartesian masks at 30% and its k-space
@@ -29,7 +30,10 @@ SPECTRAL_NORMS = ('none', 'standard', 'real')
 # The released files, by the names of the paper's Pretrained_models/ (TYPE_noiseSIGMA.pth), and our labels.
 RELEASED = {'SimpleCNN': 'released SimpleCNN', 'RealSN_SimpleCNN': 'released RealSN-SimpleCNN',
             'DnCNN': 'released DnCNN'}
-LABELS = {'none': 'no SN', 'standard': 'standard SN', 'real': 'RealSN', **RELEASED}
+# The own RealSN-DnCNN (--own_dncnn): the released DnCNN's architecture (17 layers, BN) with every convolution under
+# real spectral normalisation, in WORKDIR/dncnn-real-SIGMA.
+OWN_DNCNN = 'dncnn-real'
+LABELS = {'none': 'no SN', 'standard': 'standard SN', 'real': 'RealSN', OWN_DNCNN: 'RealSN-DnCNN', **RELEASED}
 KINDS = ('own', 'released')
 MASKS = ('random', 'radial', 'cartesian')
 # The reference scripts' parameters: CS-MRI in their convention (zoo/inverse/csmri.py); Poisson's in the zoo's.
@@ -41,11 +45,11 @@ POWER_ITERATIONS = 1000
 MATCHED_KEYS = (('model',), ('model_kwargs', 'spectral_norm'), ('noise', 'sigma'))
 
 
-def denoiser_config(sn: str, sigma: int, steps: int, data_dir: str | None, overrides: dict):
-  """configs/denoiser.py:simplecnn-SN-SIGMA for `steps`: on the paper's BSD400 (evaluated on Set12) when `data_dir`
-  is given, else on the offline photographs."""
+def denoiser_config(sn: str, sigma: int, steps: int, data_dir: str | None, overrides: dict, net: str = 'simplecnn'):
+  """configs/denoiser.py:NET-SN-SIGMA for `steps`: on the paper's BSD400 (evaluated on Set12) when `data_dir` is
+  given, else on the offline photographs."""
   from configs import denoiser
-  c = denoiser.get_config(f'simplecnn-{sn}-{sigma}')
+  c = denoiser.get_config(f'{net}-{sn}-{sigma}')
   if data_dir:
     c.dataset, c.data_dir, c.eval_split = 'pnp', data_dir, 'Set12'
   c.num_train_steps = steps
@@ -53,13 +57,14 @@ def denoiser_config(sn: str, sigma: int, steps: int, data_dir: str | None, overr
   return apply_overrides(c, overrides)
 
 
-def trained_denoiser(workdir: str, sn: str, sigma: int, steps: int, data_dir: str | None, overrides: dict):
+def trained_denoiser(workdir: str, sn: str, sigma: int, steps: int, data_dir: str | None, overrides: dict,
+                     net: str = 'simplecnn'):
   """(model, variables, config) of the denoiser in `workdir`, trained there first (denoiser_config) when it lacks the
   final step; its spectral-norm vectors converged on the final weights. A workdir holding another network, spectral
   norm or noise level is refused."""
   from zoo import trainer
   from zoo.inverse import trained
-  config = denoiser_config(sn, sigma, steps, data_dir, overrides)
+  config = denoiser_config(sn, sigma, steps, data_dir, overrides, net)
   logging.info('denoiser %s in %s (trained on %s when missing)', config.model, workdir, config.dataset)
   trainer.train_unless_done(config, workdir, MATCHED_KEYS)
   return trained.load(workdir, power_iterations=POWER_ITERATIONS)
@@ -94,16 +99,20 @@ def released_dir(flag_value: str | None, data_dir: str) -> str | None:
                if os.path.isdir(d)), None)
 
 
-def denoisers(kinds, data_dir: str, workdir: str, released: str | None, train_steps: int, overrides: dict):
-  """Yields (key 'SN-SIGMA' or 'TYPE-SIGMA', label, sigma, model, variables, config for the certificate): the own
-  denoisers (trained in WORKDIR/simplecnn-SN-SIGMA when missing), then the released files of `released`."""
+def denoisers(kinds, data_dir: str, workdir: str, released: str | None, train_steps: int, overrides: dict,
+              own_dncnn: bool = False):
+  """Yields (key 'SN-SIGMA', 'dncnn-real-SIGMA' or 'TYPE-SIGMA', label, sigma, model, variables, config for the
+  certificate): the own denoisers (trained in WORKDIR/simplecnn-SN-SIGMA, and WORKDIR/dncnn-real-SIGMA when
+  `own_dncnn`, when missing), then the released files of `released`."""
   from zoo.convert import pnp_denoisers
   for sigma in (CSMRI['sigma'], POISSON['sigma']):
     if 'own' in kinds:
-      for sn in SPECTRAL_NORMS:
-        model, variables, config = trained_denoiser(os.path.join(workdir, f'simplecnn-{sn}-{sigma}'), sn, sigma,
-                                                    train_steps, data_dir, overrides)
-        yield f'{sn}-{sigma}', LABELS[sn], sigma, model, variables, config
+      own = [('simplecnn', sn, f'{sn}-{sigma}') for sn in SPECTRAL_NORMS]
+      own += [('dncnn', 'real', f'{OWN_DNCNN}-{sigma}')] if own_dncnn else []
+      for net, sn, key in own:
+        model, variables, config = trained_denoiser(os.path.join(workdir, f'{net}-{sn}-{sigma}'), sn, sigma,
+                                                    train_steps, data_dir, overrides, net)
+        yield key, LABELS[key.rsplit('-', 1)[0]], sigma, model, variables, config
     if 'released' in kinds:
       for kind in RELEASED:
         path = os.path.join(released, f'{kind}_noise{sigma}.pth')
@@ -114,9 +123,10 @@ def denoisers(kinds, data_dir: str, workdir: str, released: str | None, train_st
 
 
 def experiments(data_dir: str, workdir: str, released: str | None, kinds, train_steps: int, iterations: int,
-                overrides: dict, certificate: tuple[int, int] = (500, 100)) -> dict:
-  """Every denoiser of `kinds` (own ones in WORKDIR/simplecnn-SN-SIGMA, trained for `train_steps` on the paper's
-  BSD400 when missing; released ones from `released`), its certificate (`certificate`: the power iterations per
+                overrides: dict, certificate: tuple[int, int] = (500, 100), own_dncnn: bool = False) -> dict:
+  """Every denoiser of `kinds` (own ones in WORKDIR/simplecnn-SN-SIGMA, and WORKDIR/dncnn-real-SIGMA when
+  `own_dncnn`, trained for `train_steps` on the paper's BSD400 when missing; released ones from `released`), its
+  certificate (`certificate`: the power iterations per
   layer norm and for the Jacobian's norm), and every solver run on the paper's problems in `data_dir`: the JSON of
   results.json."""
   from zoo.inverse import csmri as paper_csmri
@@ -134,7 +144,7 @@ def experiments(data_dir: str, workdir: str, released: str | None, kinds, train_
       raise UserError(f'{released} lacks {", ".join(missing)} of the paper\'s Pretrained_models/')
   results = {'denoisers': {}, 'csmri': [], 'poisson': []}
   for key, label, sigma, model, variables, config in denoisers(kinds, data_dir, workdir, released, train_steps,
-                                                               overrides):
+                                                               overrides, own_dncnn):
     report = lipschitz.certify(model, variables, config, 40, certificate[0], 3, 64, certificate[1])
     results['denoisers'][key] = {
         'label': label, 'sigma': sigma, 'lipschitz_bound': report['lipschitz_bound'],
@@ -241,6 +251,9 @@ def define_flags():
   flags.DEFINE_string('released_dir', None, 'The paper\'s released denoisers (its Pretrained_models/: '
                       'TYPE_noiseSIGMA.pth); default DATA_DIR/pretrained or DATA_DIR/Pretrained_models.')
   flags.DEFINE_list('denoisers', list(KINDS), 'Which denoisers: own (trained here), released, or both.')
+  flags.DEFINE_bool('own_dncnn', False, 'Also an own RealSN-DnCNN (17 layers, BN: the released DnCNN\'s network with '
+                    'every convolution spectrally normalised) at each sigma, in WORKDIR/dncnn-real-SIGMA; its training '
+                    'takes about 7.4 times a SimpleCNN\'s.')
   flags.DEFINE_integer('certificate_iterations', 500, 'Power iterations for each layer\'s operator norm in the '
                        'certificate (on 40x40 inputs).')
   flags.DEFINE_integer('jacobian_iterations', 100, 'Power iterations for the Jacobian norm estimate of I - D (on three '
@@ -256,7 +269,7 @@ def main(argv):
     data_dir = common.pnp_data_dir(FLAGS.data_dir, required=True)
     results = experiments(data_dir, FLAGS.workdir, released_dir(FLAGS.released_dir, data_dir), FLAGS.denoisers,
                           FLAGS.train_steps, FLAGS.iterations, common.overrides(FLAGS.config_overrides),
-                          (FLAGS.certificate_iterations, FLAGS.jacobian_iterations))
+                          (FLAGS.certificate_iterations, FLAGS.jacobian_iterations), FLAGS.own_dncnn)
     return results, table(results), lambda path: plot(results, path)
   common.conclude(argv, experiment, FLAGS.out, 'residuals.png')
 
